@@ -1,0 +1,21 @@
+{
+  "targets": [
+    {
+      "target_name": "node_kvm",
+      "sources": [
+        "native/addon.cc",
+        "native/errors.cc",
+        "native/kvm.cc",
+        "native/memory.cc",
+        "native/vm.cc",
+        "native/vcpu.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-fexceptions"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

@@ -1,0 +1,97 @@
+// Loads the compiled addon and describes its (internal) shape.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** @internal */
+export interface NativeKvm {
+  readonly fd: number;
+  apiVersion(): number;
+  checkExtension(cap: number): number;
+  vcpuMmapSize(): number;
+  createVm(type: number): NativeVm;
+  close(): void;
+}
+
+/** @internal */
+export interface NativeVm {
+  readonly fd: number;
+  checkExtension(cap: number): number;
+  setTssAddr(addr: number | bigint): void;
+  setIdentityMapAddr(addr: number | bigint): void;
+  setUserMemoryRegion(
+    slot: number,
+    flags: number,
+    gpa: number | bigint,
+    size: number | bigint,
+    memory?: NativeMemory,
+    offset?: number | bigint,
+  ): bigint;
+  createVcpu(id: number): NativeVcpu;
+  slotIds(): number[];
+  close(): void;
+}
+
+/** @internal */
+export interface NativeVcpu {
+  readonly fd: number;
+  readonly id: number;
+  readonly running: boolean;
+  readonly runBuffer: ArrayBuffer;
+  run(): number;
+  runAsync(): Promise<number>;
+  kick(): boolean;
+  getRegs(): import('./regs').Regs;
+  setRegs(regs: Partial<import('./regs').RegsInput>): void;
+  getSregs(): import('./regs').Sregs;
+  setSregs(sregs: import('./regs').SregsInput): void;
+  close(): void;
+}
+
+/** @internal */
+export interface NativeMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer | undefined;
+  readonly size: number;
+  readonly address: bigint;
+  readonly slotCount: number;
+  readonly kind: 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
+  readonly closed: boolean;
+  close(): void;
+}
+
+/** @internal */
+export interface Binding {
+  Kvm: new (path: string) => NativeKvm;
+  Memory: {
+    new (size: number, hugePages: boolean): NativeMemory;
+    new (kind: 'arraybuffer' | 'shared' | 'wasm', source: object, view: Uint8Array): NativeMemory;
+  };
+  setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;
+  runLayout: Record<string, number>;
+  constants: Record<string, number>;
+}
+
+const root = join(__dirname, '..');
+const candidates = [
+  join(root, 'build/Release/node_kvm.node'),
+  join(root, `prebuilds/${process.platform}-${process.arch}/node_kvm.node`),
+];
+
+function load(): Binding {
+  if (process.platform !== 'linux') {
+    throw new Error(`node-kvm needs Linux (KVM is a Linux interface); this is ${process.platform}.`);
+  }
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      'node-kvm: the native addon is not built (looked for ' +
+        candidates.join(' and ') +
+        '). In a checkout run `npm run build`; in a project that depends on node-kvm, ' +
+        'allow its build with `npm install-scripts approve node-kvm && npm rebuild node-kvm`.',
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(found) as Binding;
+}
+
+/** @internal */
+export const binding: Binding = load();

@@ -1,0 +1,52 @@
+/** `KVM_CAP_*` numbers for {@link Kvm.checkExtension} (stable kernel ABI). */
+export const Cap = {
+  USER_MEMORY: 3,
+  SET_TSS_ADDR: 4,
+  EXT_CPUID: 7,
+  NR_VCPUS: 9,
+  NR_MEMSLOTS: 10,
+  SET_GUEST_DEBUG: 23,
+  SET_IDENTITY_MAP_ADDR: 37,
+  READONLY_MEM: 81,
+  MAX_VCPUS: 66,
+  IMMEDIATE_EXIT: 136,
+  MANUAL_DIRTY_LOG_PROTECT2: 168,
+  BINARY_STATS_FD: 203,
+} as const;
+
+/** `KVM_MEM_*` flags of a memory slot, as in `struct kvm_memory_slot`. */
+export const MemFlag = {
+  /** Track writes in a dirty bitmap (`KVM_MEM_LOG_DIRTY_PAGES`). */
+  LOG_DIRTY_PAGES: 1 << 0,
+  /** Guest writes exit as MMIO instead of changing memory (`KVM_MEM_READONLY`). */
+  READONLY: 1 << 1,
+} as const;
+
+/** `KVM_EXIT_*` numbers found in `kvm_run.exit_reason`. */
+export const ExitReason = {
+  UNKNOWN: 0,
+  EXCEPTION: 1,
+  IO: 2,
+  HYPERCALL: 3,
+  DEBUG: 4,
+  HLT: 5,
+  MMIO: 6,
+  SHUTDOWN: 8,
+  FAIL_ENTRY: 9,
+  INTR: 10,
+  INTERNAL_ERROR: 17,
+  SYSTEM_EVENT: 24,
+} as const;
+
+/** The `KVM_SYSTEM_EVENT_*` types of a `system_event` exit. */
+export const SystemEventType = {
+  1: 'shutdown',
+  2: 'reset',
+  3: 'crash',
+  4: 'wakeup',
+  5: 'suspend',
+  6: 'sev_term',
+} as const;
+
+/** KVM_GET_API_VERSION must return this: the only stable KVM API. */
+export const KVM_API_VERSION = 12;

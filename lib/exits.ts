@@ -1,0 +1,197 @@
+import { binding } from './binding';
+import { ExitReason, SystemEventType } from './constants';
+
+/** The guest wrote to or read from an I/O port (`KVM_EXIT_IO`). */
+export interface IoExit {
+  reason: 'io';
+  direction: 'in' | 'out';
+  port: number;
+  /** Bytes per access: 1, 2 or 4. */
+  size: number;
+  /** Accesses in this exit (more than 1 for `rep ins/outs`). */
+  count: number;
+  /**
+   * The bytes moved, `size * count` of them, viewed in place in the kvm_run
+   * area: for `out`, what the guest wrote; for `in`, write the answer here
+   * (or call {@link IoExit.respond}) before the next run. Valid until then.
+   */
+  data: Uint8Array;
+  /** For `out`: the first access as a little-endian number. */
+  value: number;
+  /** For `in`: supply the value(s) the guest reads, little-endian per access. */
+  respond(value: number | ArrayLike<number>): void;
+}
+
+/** The guest touched a guest-physical address with no memory behind it, or wrote to a read-only slot (`KVM_EXIT_MMIO`). */
+export interface MmioExit {
+  reason: 'mmio';
+  /** Guest-physical address of the access. */
+  address: bigint;
+  /** Access size in bytes, 1 to 8. */
+  length: number;
+  isWrite: boolean;
+  /** For writes, the bytes written; for reads, write the answer here (or call {@link MmioExit.respond}). */
+  data: Uint8Array;
+  /** For writes: the written bytes as a little-endian bigint. */
+  value: bigint;
+  /** For reads: supply the value the guest reads. */
+  respond(value: number | bigint | ArrayLike<number>): void;
+}
+
+/** `hlt` with no in-kernel interrupt controller (`KVM_EXIT_HLT`). */
+export interface HltExit { reason: 'hlt' }
+/** Triple fault or similar: the guest is dead (`KVM_EXIT_SHUTDOWN`). */
+export interface ShutdownExit { reason: 'shutdown' }
+/** The run was interrupted by a signal or {@link Vcpu.kick} (`KVM_EXIT_INTR`). */
+export interface IntrExit { reason: 'intr' }
+/** VM entry failed; `hardwareReason` is the VMX/SVM code (`KVM_EXIT_FAIL_ENTRY`). */
+export interface FailEntryExit { reason: 'fail_entry'; hardwareReason: bigint; cpu: number }
+/** KVM could not handle something, often emulation (`KVM_EXIT_INTERNAL_ERROR`). */
+export interface InternalErrorExit { reason: 'internal_error'; suberror: number; data: bigint[] }
+/** A single step or breakpoint (`KVM_EXIT_DEBUG`). */
+export interface DebugExit { reason: 'debug'; exception: number; pc: bigint; dr6: bigint; dr7: bigint }
+/** Shutdown, reset or crash requested by the guest (`KVM_EXIT_SYSTEM_EVENT`). */
+export interface SystemEventExit {
+  reason: 'system_event';
+  type: (typeof SystemEventType)[keyof typeof SystemEventType] | 'unknown';
+  rawType: number;
+  data: bigint[];
+}
+/** An exception that KVM reflected to user space (`KVM_EXIT_EXCEPTION`). */
+export interface ExceptionExit { reason: 'exception'; exception: number; errorCode: number }
+/** Any other exit; `exitReason` is the raw `KVM_EXIT_*` number. */
+export interface UnknownExit { reason: 'unknown'; exitReason: number; hardwareReason: bigint }
+
+/** Every VM exit, discriminated by `reason`. */
+export type VmExit =
+  | IoExit | MmioExit | HltExit | ShutdownExit | IntrExit | FailEntryExit
+  | InternalErrorExit | DebugExit | SystemEventExit | ExceptionExit | UnknownExit;
+
+const L = binding.runLayout as Record<string, number>;
+const at = (name: string): number => {
+  const v = L[name];
+  if (v === undefined) throw new Error(`kvm_run layout has no ${name}`);
+  return v;
+};
+const OFF = {
+  exitReason: at('exitReason'), ioDirection: at('ioDirection'), ioSize: at('ioSize'), ioPort: at('ioPort'),
+  ioCount: at('ioCount'), ioDataOffset: at('ioDataOffset'), mmioPhysAddr: at('mmioPhysAddr'),
+  mmioData: at('mmioData'), mmioLen: at('mmioLen'), mmioIsWrite: at('mmioIsWrite'),
+  failEntryReason: at('failEntryReason'), failEntryCpu: at('failEntryCpu'), hwExitReason: at('hwExitReason'),
+  exException: at('exException'), exErrorCode: at('exErrorCode'), internalSuberror: at('internalSuberror'),
+  internalNdata: at('internalNdata'), internalData: at('internalData'), debugException: at('debugException'),
+  debugPc: at('debugPc'), debugDr6: at('debugDr6'), debugDr7: at('debugDr7'),
+  systemEventType: at('systemEventType'), systemEventNdata: at('systemEventNdata'),
+  systemEventData: at('systemEventData'),
+};
+
+function readLE(bytes: Uint8Array, offset: number, size: number): number {
+  let v = 0;
+  for (let i = size - 1; i >= 0; i--) v = v * 256 + (bytes[offset + i] ?? 0);
+  return v;
+}
+
+function writeLE(bytes: Uint8Array, offset: number, size: number, value: bigint): void {
+  for (let i = 0; i < size; i++) {
+    bytes[offset + i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+}
+
+function u64s(view: DataView, offset: number, count: number): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < Math.min(count, 16); i++) out.push(view.getBigUint64(offset + 8 * i, true));
+  return out;
+}
+
+/**
+ * Decodes the exit now in a vCPU's kvm_run area (`view` and `bytes` cover
+ * the whole mmap). Exposed for tests; {@link Vcpu.run} calls it for you.
+ */
+export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
+  const reason = view.getUint32(OFF.exitReason, true);
+  switch (reason) {
+    case ExitReason.IO: {
+      const size = view.getUint8(OFF.ioSize);
+      const count = view.getUint32(OFF.ioCount, true);
+      const offset = Number(view.getBigUint64(OFF.ioDataOffset, true));
+      const length = size * count;
+      if (offset + length > bytes.length) throw new Error(`io exit data at ${offset}+${length} is outside kvm_run`);
+      const data = bytes.subarray(offset, offset + length);
+      return {
+        reason: 'io',
+        direction: view.getUint8(OFF.ioDirection) === 0 ? 'in' : 'out',
+        port: view.getUint16(OFF.ioPort, true),
+        size,
+        count,
+        data,
+        value: readLE(data, 0, size),
+        respond(value) {
+          const values = typeof value === 'number' ? [value] : Array.from(value);
+          values.slice(0, count).forEach((v, i) => writeLE(data, i * size, size, BigInt(v)));
+        },
+      };
+    }
+    case ExitReason.MMIO: {
+      const length = Math.min(view.getUint32(OFF.mmioLen, true), 8);
+      const data = bytes.subarray(OFF.mmioData, OFF.mmioData + length);
+      let value = 0n;
+      for (let i = length - 1; i >= 0; i--) value = (value << 8n) | BigInt(data[i] ?? 0);
+      return {
+        reason: 'mmio',
+        address: view.getBigUint64(OFF.mmioPhysAddr, true),
+        length,
+        isWrite: view.getUint8(OFF.mmioIsWrite) !== 0,
+        data,
+        value,
+        respond(v) {
+          if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, BigInt(v));
+          else data.set(Array.from(v).slice(0, length));
+        },
+      };
+    }
+    case ExitReason.HLT:
+      return { reason: 'hlt' };
+    case ExitReason.SHUTDOWN:
+      return { reason: 'shutdown' };
+    case ExitReason.INTR:
+      return { reason: 'intr' };
+    case ExitReason.FAIL_ENTRY:
+      return {
+        reason: 'fail_entry',
+        hardwareReason: view.getBigUint64(OFF.failEntryReason, true),
+        cpu: view.getUint32(OFF.failEntryCpu, true),
+      };
+    case ExitReason.INTERNAL_ERROR:
+      return {
+        reason: 'internal_error',
+        suberror: view.getUint32(OFF.internalSuberror, true),
+        data: u64s(view, OFF.internalData, view.getUint32(OFF.internalNdata, true)),
+      };
+    case ExitReason.DEBUG:
+      return {
+        reason: 'debug',
+        exception: view.getUint32(OFF.debugException, true),
+        pc: view.getBigUint64(OFF.debugPc, true),
+        dr6: view.getBigUint64(OFF.debugDr6, true),
+        dr7: view.getBigUint64(OFF.debugDr7, true),
+      };
+    case ExitReason.SYSTEM_EVENT: {
+      const rawType = view.getUint32(OFF.systemEventType, true);
+      return {
+        reason: 'system_event',
+        type: SystemEventType[rawType as keyof typeof SystemEventType] ?? 'unknown',
+        rawType,
+        data: u64s(view, OFF.systemEventData, view.getUint32(OFF.systemEventNdata, true)),
+      };
+    }
+    case ExitReason.EXCEPTION:
+      return {
+        reason: 'exception',
+        exception: view.getUint32(OFF.exException, true),
+        errorCode: view.getUint32(OFF.exErrorCode, true),
+      };
+    default:
+      return { reason: 'unknown', exitReason: reason, hardwareReason: view.getBigUint64(OFF.hwExitReason, true) };
+  }
+}

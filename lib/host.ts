@@ -1,0 +1,84 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { KvmError } from './errors';
+import { Kvm } from './kvm';
+
+/** Which KVM backend module drives `/dev/kvm`. */
+export type VendorModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
+
+/** What {@link probeKvm} found out about this machine's KVM. */
+export interface KvmProbe {
+  /** True when `/dev/kvm` opened and a VM could be created in it. */
+  usable: boolean;
+  /** Why not, when `usable` is false. */
+  reason?: string;
+  /** The errno name of the failure, when there was one (`'ENOENT'`...). */
+  code?: string;
+  /** The vendor module loaded (from `/sys/module`). */
+  vendorModule: VendorModule;
+  /**
+   * Two-dimensional paging: EPT on Intel (`kvm_intel.ept`), NPT on AMD
+   * (`kvm_amd.npt`); false means shadow paging.
+   */
+  tdp: boolean;
+  /** KVM's TDP MMU (`kvm.tdp_mmu`); false means the legacy MMU. */
+  tdpMmu: boolean;
+  /** `uname -r` of the kernel that runs KVM. */
+  kernel: string;
+}
+
+function param(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const on = (v: string | undefined): boolean => v === 'Y' || v === '1' || v === 'y';
+
+/**
+ * Finds out whether KVM is usable here, by opening `/dev/kvm` and creating
+ * a VM (never by guessing from the machine), and which MMU it uses, from
+ * the module parameters in `/sys/module`.
+ */
+export function probeKvm(path = '/dev/kvm'): KvmProbe {
+  const sys = '/sys/module';
+  const vendorModule: VendorModule = existsSync(`${sys}/kvm_intel`)
+    ? 'kvm_intel'
+    : existsSync(`${sys}/kvm_amd`)
+      ? 'kvm_amd'
+      : existsSync(`${sys}/kvm_pvm`)
+        ? 'kvm_pvm'
+        : 'unknown';
+  const tdp =
+    vendorModule === 'kvm_intel'
+      ? on(param(`${sys}/kvm_intel/parameters/ept`))
+      : vendorModule === 'kvm_amd'
+        ? on(param(`${sys}/kvm_amd/parameters/npt`))
+        : false;
+  const base = { vendorModule, tdp, tdpMmu: tdp && on(param(`${sys}/kvm/parameters/tdp_mmu`)), kernel: release() };
+  try {
+    const kvm = Kvm.open(path);
+    try {
+      kvm.createVm({ tssAddr: null }).close();
+    } finally {
+      kvm.close();
+    }
+    return { usable: true, ...base };
+  } catch (e) {
+    const err = e as Error;
+    return {
+      usable: false,
+      reason: err.message,
+      ...(e instanceof KvmError ? { code: e.code } : {}),
+      ...base,
+    };
+  }
+}
+
+/** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, kernel 6.1.0`. */
+export function describeKvm(p: KvmProbe): string {
+  const tdpName = p.vendorModule === 'kvm_intel' ? 'ept' : p.vendorModule === 'kvm_amd' ? 'npt' : 'tdp';
+  return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}, kernel ${p.kernel}`;
+}

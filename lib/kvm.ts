@@ -1,0 +1,98 @@
+import { binding, type NativeKvm } from './binding';
+import { KVM_API_VERSION, Cap } from './constants';
+import { Vm } from './vm';
+
+/** Options for {@link Kvm.createVm}. */
+export interface CreateVmOptions {
+  /** `KVM_CREATE_VM` machine type; 0 (the default) is the plain x86 VM. */
+  type?: number;
+  /**
+   * Guest-physical address of the 3-page TSS area plus the identity-map
+   * page after it, which Intel hosts need to run real-mode guests. Default
+   * 0xfffbc000 (as QEMU uses); `null` to skip.
+   */
+  tssAddr?: bigint | number | null;
+}
+
+/**
+ * The KVM subsystem (`/dev/kvm`): capabilities and VM creation.
+ *
+ * ```ts
+ * using kvm = Kvm.open();
+ * using vm = kvm.createVm();
+ * ```
+ */
+export class Kvm {
+  /** @internal */
+  readonly native: NativeKvm;
+
+  private constructor(native: NativeKvm) {
+    this.native = native;
+  }
+
+  /**
+   * Opens `/dev/kvm` (`O_RDWR | O_CLOEXEC`) and checks that the API version
+   * is 12. Throws a `KvmError` whose message says what to do when the device
+   * is missing (`ENOENT`) or not accessible (`EACCES`).
+   */
+  static open(path = '/dev/kvm'): Kvm {
+    const native = new binding.Kvm(path);
+    const version = native.apiVersion();
+    if (version !== KVM_API_VERSION) {
+      native.close();
+      throw new Error(`KVM_GET_API_VERSION returned ${version}; node-kvm needs ${KVM_API_VERSION}`);
+    }
+    return new Kvm(native);
+  }
+
+  /** The system fd (-1 once closed). */
+  get fd(): number {
+    return this.native.fd;
+  }
+
+  /** `KVM_GET_API_VERSION`: always 12 on a usable kernel. */
+  apiVersion(): number {
+    return this.native.apiVersion();
+  }
+
+  /** `KVM_CHECK_EXTENSION`: 0 when unsupported, else 1 or a capability-specific number. */
+  checkExtension(cap: number): number {
+    return this.native.checkExtension(cap);
+  }
+
+  /** `KVM_GET_VCPU_MMAP_SIZE`: bytes of each vCPU's shared `kvm_run` area. */
+  vcpuMmapSize(): number {
+    return this.native.vcpuMmapSize();
+  }
+
+  /**
+   * Creates a VM (`KVM_CREATE_VM`, retried on the spurious `EINTR` the
+   * kernel may return) and, where the kernel supports them, sets the TSS and
+   * identity-map addresses so that real-mode guests also run on Intel.
+   */
+  createVm(options: CreateVmOptions = {}): Vm {
+    const vm = new Vm(this.native.createVm(options.type ?? 0));
+    const tss = options.tssAddr === undefined ? 0xfffbc000n : options.tssAddr;
+    try {
+      if (tss !== null) {
+        // Identity map page first, then the TSS's three pages after it.
+        if (vm.checkExtension(Cap.SET_IDENTITY_MAP_ADDR) > 0) vm.setIdentityMapAddr(BigInt(tss));
+        if (vm.checkExtension(Cap.SET_TSS_ADDR) > 0) vm.setTssAddr(BigInt(tss) + 0x1000n);
+      }
+    } catch (e) {
+      vm.close();
+      throw e;
+    }
+    return vm;
+  }
+
+  /** Closes the system fd; VMs already created live on. Idempotent. */
+  close(): void {
+    this.native.close();
+  }
+
+  /** Same as {@link Kvm.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,142 @@
+import { markAsUntransferable } from 'node:worker_threads';
+import { binding, type NativeMemory } from './binding';
+import { constants } from 'node:os';
+import { argError, KvmError } from './errors';
+
+/** Size of a page: KVM maps guest memory in whole pages. */
+export const PAGE_SIZE: number = binding.constants.pageSize ?? 4096;
+
+/** A `WebAssembly.Memory` (typed structurally: Node's types leave WebAssembly out). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  grow(delta: number): number;
+}
+
+/** What {@link GuestMemory.from} accepts. */
+export type GuestMemorySource = ArrayBuffer | SharedArrayBuffer | WasmMemory | ArrayBufferView;
+
+const WasmMemoryClass = (globalThis as unknown as { WebAssembly?: { Memory: new (...a: never[]) => WasmMemory } })
+  .WebAssembly?.Memory;
+
+/** Options for {@link GuestMemory.allocate}. */
+export interface AllocateOptions {
+  /**
+   * Align to 2 MiB and ask for transparent huge pages
+   * (`madvise(MADV_HUGEPAGE)`); the kernel may still use 4 KiB pages.
+   */
+  hugePages?: boolean;
+}
+
+/**
+ * Host memory that can back guest-physical memory, readable and writable
+ * from JavaScript with no copies: the same bytes the guest sees.
+ *
+ * It stays alive while any slot maps it, whatever the garbage collector
+ * does, and {@link GuestMemory.close} is refused until those slots are gone.
+ */
+export class GuestMemory {
+  /** @internal */
+  readonly native: NativeMemory;
+  readonly #offset: number;
+
+  private constructor(native: NativeMemory, offset = 0) {
+    this.native = native;
+    this.#offset = offset;
+  }
+
+  /** Maps `size` bytes (a multiple of the page size) of zeroed anonymous memory. */
+  static allocate(size: number, options: AllocateOptions = {}): GuestMemory {
+    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
+      throw argError(`memory size must be a positive multiple of ${PAGE_SIZE} bytes, got ${size}`);
+    }
+    return new GuestMemory(new binding.Memory(size, options.hugePages === true));
+  }
+
+  /**
+   * Uses memory the caller owns. It must start on a page boundary and be a
+   * whole number of pages: `WebAssembly.Memory` buffers and large
+   * `SharedArrayBuffer`s usually are; small `ArrayBuffer`s usually are not.
+   * A plain `ArrayBuffer` is marked untransferable (`postMessage` and
+   * `structuredClone` copy it instead of detaching it), so that it cannot
+   * vanish under KVM. A `WebAssembly.Memory` may grow in place.
+   */
+  static from(source: GuestMemorySource): GuestMemory {
+    if (WasmMemoryClass !== undefined && source instanceof WasmMemoryClass) {
+      const shared = source.buffer instanceof SharedArrayBuffer;
+      return new GuestMemory(
+        new binding.Memory(shared ? 'shared' : 'wasm', source, new Uint8Array(source.buffer)),
+      );
+    }
+    if (source instanceof SharedArrayBuffer) {
+      return new GuestMemory(new binding.Memory('shared', source, new Uint8Array(source)));
+    }
+    if (source instanceof ArrayBuffer) {
+      if (source.byteLength === 0) throw argError('the ArrayBuffer is empty or detached');
+      const native = new binding.Memory('arraybuffer', source, new Uint8Array(source));
+      markAsUntransferable(source);
+      return new GuestMemory(native);
+    }
+    if (ArrayBuffer.isView(source)) {
+      const view = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+      if (source.buffer instanceof SharedArrayBuffer) {
+        return new GuestMemory(new binding.Memory('shared', source.buffer, view), source.byteOffset);
+      }
+      if (source.buffer.byteLength === 0) throw argError('the view\'s buffer is empty or detached');
+      const native = new binding.Memory('arraybuffer', source.buffer, view);
+      markAsUntransferable(source.buffer);
+      return new GuestMemory(native, source.byteOffset);
+    }
+    throw new TypeError('expected an ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or a view of one');
+  }
+
+  /** The bytes, as the buffer that holds them (for a WebAssembly.Memory, its current buffer). */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    const b = this.native.buffer;
+    if (b === undefined) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
+    return b;
+  }
+
+  /** A byte view of exactly this memory (a sub-range of the buffer for views). */
+  get bytes(): Uint8Array {
+    return new Uint8Array(this.buffer, this.#offset, this.native.size);
+  }
+
+  /** Size in bytes. */
+  get size(): number {
+    return this.native.size;
+  }
+
+  /** Host virtual address of the first byte: what a slot's `userspaceAddr` starts from. */
+  get address(): bigint {
+    return this.native.address;
+  }
+
+  /** Who owns the pages: `'mapped'` (this library) or the caller's buffer kind. */
+  get kind(): 'mapped' | 'arraybuffer' | 'shared' | 'wasm' {
+    return this.native.kind;
+  }
+
+  /** How many memory slots map this memory now. */
+  get slotCount(): number {
+    return this.native.slotCount;
+  }
+
+  /** True after {@link GuestMemory.close}. */
+  get closed(): boolean {
+    return this.native.closed;
+  }
+
+  /**
+   * Releases the memory now rather than at garbage collection; the buffer is
+   * detached. Throws a `KvmError` with code `EBUSY` while a slot maps it.
+   * Idempotent.
+   */
+  close(): void {
+    this.native.close();
+  }
+
+  /** Same as {@link GuestMemory.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

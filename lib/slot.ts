@@ -1,0 +1,116 @@
+import type { NativeVm } from './binding';
+import { argError } from './errors';
+import type { GuestMemory } from './memory';
+import { PAGE_SIZE } from './memory';
+
+const PAGE_SHIFT = BigInt(Math.log2(PAGE_SIZE));
+
+/**
+ * A registered memory slot, mirroring the kernel's `struct kvm_memory_slot`:
+ * guest-physical pages `baseGfn .. baseGfn + npages - 1` are the host pages
+ * at `userspaceAddr`. Made by {@link Vm.addSlot}.
+ */
+export class MemorySlot {
+  /** Slot number (`id` in the kernel; `slot` in the ioctl). */
+  readonly id: number;
+  /** The memory behind the slot. */
+  readonly memory: GuestMemory;
+  /** Byte offset of the slot's first page in {@link MemorySlot.memory}. */
+  readonly offset: number;
+  /** Number of 4 KiB pages. */
+  readonly npages: number;
+  /** Host virtual address of the first page, as given to KVM. */
+  readonly userspaceAddr: bigint;
+  #gpa: bigint;
+  #flags: number;
+  #deleted = false;
+  readonly #vm: NativeVm;
+  readonly #onDelete: (slot: MemorySlot) => void;
+
+  /** @internal */
+  constructor(
+    vm: NativeVm,
+    init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number; hva: bigint },
+    onDelete: (slot: MemorySlot) => void,
+  ) {
+    this.#vm = vm;
+    this.#onDelete = onDelete;
+    this.id = init.id;
+    this.memory = init.memory;
+    this.offset = init.offset;
+    this.npages = init.size / PAGE_SIZE;
+    this.userspaceAddr = init.hva;
+    this.#gpa = init.gpa;
+    this.#flags = init.flags;
+  }
+
+  /** First guest frame number: guest-physical address >> 12. */
+  get baseGfn(): bigint {
+    return this.#gpa >> PAGE_SHIFT;
+  }
+
+  /** Guest-physical address of the first byte. */
+  get guestPhysAddr(): bigint {
+    return this.#gpa;
+  }
+
+  /** Size in bytes. */
+  get size(): number {
+    return this.npages * PAGE_SIZE;
+  }
+
+  /** `KVM_MEM_*` flags ({@link MemFlag}). */
+  get flags(): number {
+    return this.#flags;
+  }
+
+  /** True once {@link MemorySlot.delete} succeeded or the VM closed. */
+  get deleted(): boolean {
+    return this.#deleted;
+  }
+
+  /** Whether a guest-physical address falls inside this slot. */
+  contains(gpa: bigint | number): boolean {
+    const a = BigInt(gpa);
+    return a >= this.#gpa && a < this.#gpa + BigInt(this.size);
+  }
+
+  /** The bytes of this slot, viewed in place. */
+  get bytes(): Uint8Array {
+    return this.memory.bytes.subarray(this.offset, this.offset + this.size);
+  }
+
+  /** Moves the slot to another guest-physical address (KVM_MR_MOVE); the memory stays. */
+  move(guestPhysAddr: bigint | number): void {
+    this.#update(BigInt(guestPhysAddr), this.#flags);
+  }
+
+  /** Changes the slot's flags, for example to start dirty logging (KVM_MR_FLAGS_ONLY). */
+  setFlags(flags: number): void {
+    this.#update(this.#gpa, flags);
+  }
+
+  /** Removes the slot from the VM (size 0); the memory is no longer pinned by it. */
+  delete(): void {
+    if (this.#deleted) return;
+    this.#vm.setUserMemoryRegion(this.id, 0, this.#gpa, 0);
+    this.#markDeleted();
+  }
+
+  /** @internal */
+  markDeleted(): void {
+    this.#markDeleted();
+  }
+
+  #markDeleted(): void {
+    this.#deleted = true;
+    this.#onDelete(this);
+  }
+
+  #update(gpa: bigint, flags: number): void {
+    if (this.#deleted) throw argError(`slot ${this.id} was deleted`);
+    this.#vm.setUserMemoryRegion(this.id, flags, gpa, this.size, this.memory.native, this.offset);
+    this.#gpa = gpa;
+    this.#flags = flags;
+  }
+}

@@ -1,0 +1,179 @@
+#include "memory.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <string>
+
+#include "addon.h"
+#include "errors.h"
+
+namespace nodekvm {
+
+namespace {
+constexpr size_t kHugePage = 2u << 20;
+
+Napi::Error ArgError(Napi::Env env, const std::string& msg) {
+  Napi::Error e = Napi::RangeError::New(env, msg);
+  e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  return e;
+}
+}  // namespace
+
+Napi::Function Memory::Define(Napi::Env env) {
+  return DefineClass(env, "Memory",
+                     {
+                         InstanceAccessor<&Memory::GetBuffer>("buffer"),
+                         InstanceAccessor<&Memory::GetSize>("size"),
+                         InstanceAccessor<&Memory::GetAddress>("address"),
+                         InstanceAccessor<&Memory::GetPins>("slotCount"),
+                         InstanceAccessor<&Memory::GetKind>("kind"),
+                         InstanceAccessor<&Memory::GetClosed>("closed"),
+                         InstanceMethod<&Memory::Close>("close"),
+                     });
+}
+
+// new Memory(size, hugePages) maps fresh memory;
+// new Memory(kind, source, view) borrows a caller's page-aligned buffer,
+// where view is a Uint8Array over all of it (N-API cannot read a
+// SharedArrayBuffer's address directly).
+Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) {
+  if (info[0].IsString()) {
+    InitBorrowed(info);
+  } else {
+    InitMapped(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()),
+               info[1].ToBoolean());
+  }
+}
+
+void Memory::InitMapped(Napi::Env env, size_t size, bool hugePages) {
+  if (size == 0 || size % PageSize() != 0) {
+    throw ArgError(env, "memory size must be a positive multiple of the page size (" +
+                            std::to_string(PageSize()) + " bytes), got " + std::to_string(size));
+  }
+  // Huge pages need 2 MiB alignment: over-map, then trim both ends.
+  size_t extra = hugePages ? kHugePage : 0;
+  void* raw = ::mmap(nullptr, size + extra, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) throw SysError(env, errno, "mmap", std::to_string(size) + " bytes");
+  auto* base = static_cast<uint8_t*>(raw);
+  if (hugePages) {
+    uintptr_t addr = reinterpret_cast<uintptr_t>(base);
+    uintptr_t aligned = (addr + kHugePage - 1) & ~(kHugePage - 1);
+    size_t head = aligned - addr;
+    if (head != 0) ::munmap(base, head);
+    size_t tail = extra - head;
+    if (tail != 0) ::munmap(reinterpret_cast<uint8_t*>(aligned) + size, tail);
+    base = reinterpret_cast<uint8_t*>(aligned);
+    ::madvise(base, size, MADV_HUGEPAGE);  // advisory: THP may be off
+  }
+  mapping_ = std::make_shared<Mapping>(base, size);
+  data_ = base;
+  size_ = size;
+  // The ArrayBuffer keeps its own reference, so the mapping outlives this
+  // object for as long as JavaScript can still reach the bytes.
+  auto keep = mapping_;
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, data_, size_, [keep](Napi::Env, void*) mutable { keep.reset(); });
+  buffer_ = Napi::Persistent(Napi::Value(ab));
+}
+
+void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string kind = info[0].As<Napi::String>().Utf8Value();
+  if (kind == "arraybuffer") {
+    kind_ = Kind::kArrayBuffer;
+  } else if (kind == "shared") {
+    kind_ = Kind::kShared;
+  } else if (kind == "wasm") {
+    kind_ = Kind::kWasm;
+  } else {
+    throw ArgError(env, "unknown memory kind " + kind);
+  }
+  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "expected a Uint8Array view");
+  Napi::Uint8Array view = info[2].As<Napi::Uint8Array>();
+  data_ = view.Data();
+  size_ = view.ByteLength();
+  size_t page = PageSize();
+  if (size_ == 0 || size_ % page != 0) {
+    throw ArgError(env, "guest memory buffer must be a positive multiple of " +
+                            std::to_string(page) + " bytes, got " + std::to_string(size_));
+  }
+  if (reinterpret_cast<uintptr_t>(data_) % page != 0) {
+    throw ArgError(env, "guest memory buffer must start on a page boundary (" +
+                            std::to_string(page) +
+                            " bytes); this one does not, and KVM maps whole pages. Use "
+                            "GuestMemory.allocate() or a WebAssembly.Memory");
+  }
+  buffer_ = Napi::Persistent(info[1]);
+}
+
+bool Memory::StillValid(Napi::Env env) const {
+  if (closed_) return false;
+  Napi::Value source = buffer_.Value();
+  Napi::ArrayBuffer ab;
+  if (kind_ == Kind::kArrayBuffer) {
+    ab = source.As<Napi::ArrayBuffer>();
+  } else if (kind_ == Kind::kWasm) {
+    // grow() detaches the old buffer; the memory is still good if the new
+    // one starts at the same address.
+    Napi::Value current = source.As<Napi::Object>().Get("buffer");
+    if (!current.IsArrayBuffer()) return false;
+    ab = current.As<Napi::ArrayBuffer>();
+  } else {
+    return true;
+  }
+  (void)env;
+  return !ab.IsDetached() && ab.Data() == data_ && ab.ByteLength() >= size_;
+}
+
+Napi::Value Memory::GetBuffer(const Napi::CallbackInfo& info) {
+  if (kind_ == Kind::kWasm) return buffer_.Value().As<Napi::Object>().Get("buffer");
+  if (buffer_.IsEmpty()) return info.Env().Undefined();
+  return buffer_.Value();
+}
+
+Napi::Value Memory::GetSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(size_));
+}
+
+Napi::Value Memory::GetAddress(const Napi::CallbackInfo& info) {
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data_)));
+}
+
+Napi::Value Memory::GetPins(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), *pins_);
+}
+
+Napi::Value Memory::GetKind(const Napi::CallbackInfo& info) {
+  static const char* const names[] = {"mapped", "arraybuffer", "shared", "wasm"};
+  return Napi::String::New(info.Env(), names[static_cast<int>(kind_)]);
+}
+
+Napi::Value Memory::GetClosed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), closed_);
+}
+
+// Releases the memory now instead of at garbage collection. Refused while a
+// slot maps it: KVM would be left pointing at freed pages.
+void Memory::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return;
+  if (*pins_ > 0) {
+    throw SysError(env, EBUSY, "munmap",
+                   "memory is registered in " + std::to_string(*pins_) +
+                       " slot(s); delete them or close the VM first");
+  }
+  closed_ = true;
+  if (kind_ == Kind::kMapped) {
+    // Detaching cuts JavaScript off; the pages go when the ArrayBuffer's
+    // finalizer drops the last reference.
+    buffer_.Value().As<Napi::ArrayBuffer>().Detach();
+    mapping_.reset();
+  }
+  buffer_.Reset();
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace nodekvm

@@ -1,0 +1,53 @@
+// Guest memory: anonymous mappings the addon owns, or caller-owned JS buffers.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "fd.h"
+
+namespace nodekvm {
+
+class Memory : public Napi::ObjectWrap<Memory> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Memory(const Napi::CallbackInfo& info);
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  // False once the caller's buffer was detached or moved: KVM must then
+  // stop using it.
+  bool StillValid(Napi::Env env) const;
+  bool NeedsValidation() const { return kind_ == Kind::kArrayBuffer || kind_ == Kind::kWasm; }
+  // Counts a slot that maps this memory; the slot gives the count back
+  // through the returned handle, which stays valid even if this object is
+  // finalized first.
+  std::shared_ptr<int> Pin() {
+    ++*pins_;
+    return pins_;
+  }
+
+ private:
+  enum class Kind { kMapped, kArrayBuffer, kShared, kWasm };
+
+  void InitMapped(Napi::Env env, size_t size, bool hugePages);
+  void InitBorrowed(const Napi::CallbackInfo& info);
+  Napi::Value GetBuffer(const Napi::CallbackInfo& info);
+  Napi::Value GetSize(const Napi::CallbackInfo& info);
+  Napi::Value GetAddress(const Napi::CallbackInfo& info);
+  Napi::Value GetPins(const Napi::CallbackInfo& info);
+  Napi::Value GetKind(const Napi::CallbackInfo& info);
+  Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  void Close(const Napi::CallbackInfo& info);
+
+  Kind kind_ = Kind::kMapped;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::shared_ptr<int> pins_ = std::make_shared<int>(0);  // slots that map this memory
+  bool closed_ = false;
+  std::shared_ptr<Mapping> mapping_;     // kMapped only
+  Napi::Reference<Napi::Value> buffer_;  // kMapped: our ArrayBuffer; else the caller's source
+};
+
+}  // namespace nodekvm

@@ -1,0 +1,204 @@
+#include "vm.h"
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "addon.h"
+#include "errors.h"
+#include "memory.h"
+#include "vcpu.h"
+
+namespace nodekvm {
+
+namespace {
+struct PendingVm {
+  UniqueFd fd;
+  size_t vcpuMmapSize;
+};
+}  // namespace
+
+Napi::Function Vm::Define(Napi::Env env) {
+  return DefineClass(env, "Vm",
+                     {
+                         InstanceMethod<&Vm::CheckExtension>("checkExtension"),
+                         InstanceMethod<&Vm::SetTssAddr>("setTssAddr"),
+                         InstanceMethod<&Vm::SetIdentityMapAddr>("setIdentityMapAddr"),
+                         InstanceMethod<&Vm::SetUserMemoryRegion>("setUserMemoryRegion"),
+                         InstanceMethod<&Vm::CreateVcpu>("createVcpu"),
+                         InstanceMethod<&Vm::SlotIds>("slotIds"),
+                         InstanceMethod<&Vm::Close>("close"),
+                         InstanceAccessor<&Vm::GetFd>("fd"),
+                     });
+}
+
+Napi::Object Vm::NewInstance(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize) {
+  PendingVm pending{std::move(fd), vcpuMmapSize};
+  return Data(env).vmClass.New({Napi::External<PendingVm>::New(env, &pending)});
+}
+
+Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
+  if (!info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "VMs are created with kvm.createVm()");
+  }
+  auto* pending = info[0].As<Napi::External<PendingVm>>().Data();
+  fd_ = std::move(pending->fd);
+  vcpuMmapSize_ = pending->vcpuMmapSize;
+}
+
+Vm::~Vm() { CloseAll(); }
+
+int Vm::Fd(const char* syscall) {
+  if (!fd_.valid()) throw ClosedError(Env(), "VM", syscall);
+  return fd_.get();
+}
+
+Napi::Value Vm::CheckExtension(const Napi::CallbackInfo& info) {
+  int fd = Fd("KVM_CHECK_EXTENSION");
+  int r = IoctlRetry(fd, KVM_CHECK_EXTENSION, info[0].As<Napi::Number>().Uint32Value());
+  if (r < 0) throw SysError(info.Env(), errno, "KVM_CHECK_EXTENSION");
+  return Napi::Number::New(info.Env(), r);
+}
+
+void Vm::SetTssAddr(const Napi::CallbackInfo& info) {
+  int fd = Fd("KVM_SET_TSS_ADDR");
+  uint64_t addr = ToU64(info[0], "address");
+  if (IoctlRetry(fd, KVM_SET_TSS_ADDR, addr) < 0) {
+    throw SysError(info.Env(), errno, "KVM_SET_TSS_ADDR");
+  }
+}
+
+void Vm::SetIdentityMapAddr(const Napi::CallbackInfo& info) {
+  int fd = Fd("KVM_SET_IDENTITY_MAP_ADDR");
+  uint64_t addr = ToU64(info[0], "address");
+  if (IoctlRetry(fd, KVM_SET_IDENTITY_MAP_ADDR, reinterpret_cast<unsigned long>(&addr)) < 0) {
+    throw SysError(info.Env(), errno, "KVM_SET_IDENTITY_MAP_ADDR");
+  }
+}
+
+int Vm::DeleteSlot(uint32_t id) {
+  auto it = slots_.find(id);
+  kvm_userspace_memory_region region{};
+  region.slot = id;
+  region.guest_phys_addr = it == slots_.end() ? 0 : it->second.gpa;
+  int r = IoctlRetry(fd_.get(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region));
+  if (r == 0 && it != slots_.end()) {
+    if (it->second.borrowed) --borrowedSlots_;
+    --*it->second.pins;
+    slots_.erase(it);
+  }
+  return r;
+}
+
+// setUserMemoryRegion(slot, flags, gpa, size, memory?, offset): size 0
+// deletes the slot. Returns the userspace_addr KVM was given.
+Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_SET_USER_MEMORY_REGION");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t flags = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t gpa = ToU64(info[2], "guestPhysAddr");
+  uint64_t size = ToU64(info[3], "size");
+
+  if (size == 0) {
+    if (DeleteSlot(id) < 0) throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "delete slot " + std::to_string(id));
+    return Napi::BigInt::New(env, static_cast<uint64_t>(0));
+  }
+
+  Napi::FunctionReference& memoryClass = Data(env).memoryClass;
+  if (!info[4].IsObject() || !info[4].As<Napi::Object>().InstanceOf(memoryClass.Value())) {
+    throw Napi::TypeError::New(env, "memory must be a GuestMemory (GuestMemory.allocate() or GuestMemory.from())");
+  }
+  Napi::Object memoryObj = info[4].As<Napi::Object>();
+  Memory* memory = Memory::Unwrap(memoryObj);
+  uint64_t offset = ToU64(info[5], "offset");
+  if (!memory->StillValid(env)) {
+    throw SysError(env, EFAULT, "KVM_SET_USER_MEMORY_REGION", "the memory is closed or its buffer was detached");
+  }
+  if (offset > memory->size() || size > memory->size() - offset) {
+    throw SysError(env, EFAULT, "KVM_SET_USER_MEMORY_REGION",
+                   "offset " + std::to_string(offset) + " + size " + std::to_string(size) +
+                       " is beyond the memory's " + std::to_string(memory->size()) + " bytes");
+  }
+  kvm_userspace_memory_region region{};
+  region.slot = id;
+  region.flags = flags;
+  region.guest_phys_addr = gpa;
+  region.memory_size = size;
+  region.userspace_addr = reinterpret_cast<uintptr_t>(memory->data()) + offset;
+  if (IoctlRetry(fd, KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region)) < 0) {
+    throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "slot " + std::to_string(id));
+  }
+  // A move or flag change of an existing slot keeps its memory (KVM refuses
+  // to change the memory itself), so only a new slot pins.
+  auto it = slots_.find(id);
+  if (it == slots_.end()) {
+    bool borrowed = memory->NeedsValidation();
+    if (borrowed) ++borrowedSlots_;
+    slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, borrowed, memory,
+                            Napi::Persistent(memoryObj), memory->Pin()});
+  } else {
+    it->second.flags = flags;
+    it->second.gpa = gpa;
+  }
+  return Napi::BigInt::New(env, static_cast<uint64_t>(region.userspace_addr));
+}
+
+void Vm::ValidateSlots(Napi::Env env) {
+  if (borrowedSlots_ == 0) return;
+  for (auto it = slots_.begin(); it != slots_.end(); ++it) {
+    if (!it->second.borrowed || it->second.memory->StillValid(env)) continue;
+    uint32_t id = it->first;
+    DeleteSlot(id);
+    throw SysError(env, EFAULT, "KVM_RUN",
+                   "the buffer behind slot " + std::to_string(id) +
+                       " was detached or moved; the slot was deleted so KVM cannot reach freed memory");
+  }
+}
+
+Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_CREATE_VCPU");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  int vcpufd = IoctlRetry(fd, KVM_CREATE_VCPU, id);
+  if (vcpufd < 0) throw SysError(env, errno, "KVM_CREATE_VCPU", "vCPU id " + std::to_string(id));
+  UniqueFd owned(vcpufd);
+  void* run = ::mmap(nullptr, vcpuMmapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, vcpufd, 0);
+  if (run == MAP_FAILED) throw SysError(env, errno, "mmap", "kvm_run of vCPU " + std::to_string(id));
+  auto core = std::make_shared<VcpuCore>(std::move(owned), run, vcpuMmapSize_);
+  // Closed vCPUs need not wait for the VM to close.
+  vcpus_.erase(std::remove_if(vcpus_.begin(), vcpus_.end(), [](const auto& c) { return c->closed(); }),
+               vcpus_.end());
+  vcpus_.push_back(core);
+  return Vcpu::NewInstance(env, Value(), std::move(core), id);
+}
+
+Napi::Value Vm::SlotIds(const Napi::CallbackInfo& info) {
+  Napi::Array ids = Napi::Array::New(info.Env(), slots_.size());
+  uint32_t i = 0;
+  for (const auto& entry : slots_) ids.Set(i++, Napi::Number::New(info.Env(), entry.first));
+  return ids;
+}
+
+Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_.get());
+}
+
+void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
+
+// vCPUs first (they hold the VM in the kernel), then the VM fd, and only
+// then the memory: KVM never sees a slot whose pages are gone.
+void Vm::CloseAll() {
+  for (auto& core : vcpus_) core->Shutdown();
+  vcpus_.clear();
+  fd_.Reset();
+  for (auto& [id, slot] : slots_) --*slot.pins;
+  slots_.clear();
+  borrowedSlots_ = 0;
+}
+
+}  // namespace nodekvm

@@ -1,0 +1,59 @@
+// A VM fd: memory slots, vCPU creation, VM-wide settings.
+#pragma once
+
+#include <napi.h>
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "fd.h"
+
+namespace nodekvm {
+
+class Memory;
+class VcpuCore;
+
+class Vm : public Napi::ObjectWrap<Vm> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  static Napi::Object NewInstance(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize);
+  explicit Vm(const Napi::CallbackInfo& info);
+  ~Vm() override;
+
+  // Before every KVM_RUN: throws (and removes the slot) if a caller-owned
+  // buffer behind a slot was detached or moved.
+  void ValidateSlots(Napi::Env env);
+
+ private:
+  struct Slot {
+    uint32_t flags;
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t hva;
+    bool borrowed;                    // caller-owned buffer: check before each run
+    Memory* memory;                   // alive through memoryRef
+    Napi::ObjectReference memoryRef;  // keeps the memory alive while KVM maps it
+    std::shared_ptr<int> pins;        // the memory's slot count
+  };
+
+  int Fd(const char* syscall);
+  Napi::Value CheckExtension(const Napi::CallbackInfo& info);
+  void SetTssAddr(const Napi::CallbackInfo& info);
+  void SetIdentityMapAddr(const Napi::CallbackInfo& info);
+  Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo& info);
+  Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
+  Napi::Value SlotIds(const Napi::CallbackInfo& info);
+  Napi::Value GetFd(const Napi::CallbackInfo& info);
+  void Close(const Napi::CallbackInfo& info);
+  void CloseAll();
+  int DeleteSlot(uint32_t id);
+
+  UniqueFd fd_;
+  size_t vcpuMmapSize_ = 0;
+  std::map<uint32_t, Slot> slots_;
+  size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots
+  std::vector<std::shared_ptr<VcpuCore>> vcpus_;
+};
+
+}  // namespace nodekvm
