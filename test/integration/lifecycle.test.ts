@@ -1,0 +1,90 @@
+// kvm-test: smoke
+import { describe, expect, it } from 'vitest';
+import { GuestMemory, Kvm, KvmError } from '../../lib';
+import { catchError, openFds, realModeGuest, runToExit } from './helpers';
+
+const HLT = [0xf4];
+
+describe('closing', () => {
+  it('is idempotent, and use after close throws EBADF naming the object', () => {
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const vcpu = vm.createVcpu();
+    vcpu.close();
+    vcpu.close();
+    const err = catchError(() => vcpu.getRegs());
+    expect(err).toBeInstanceOf(KvmError);
+    expect(err).toMatchObject({ code: 'EBADF', syscall: 'KVM_GET_REGS' });
+    expect((err as Error).message).toMatch(/vCPU is closed/);
+    vm.close();
+    vm.close();
+    expect(catchError(() => vm.createVcpu())).toMatchObject({ code: 'EBADF', syscall: 'KVM_CREATE_VCPU' });
+    kvm.close();
+    kvm.close();
+    expect(catchError(() => kvm.createVm())).toMatchObject({ code: 'EBADF' });
+    expect((catchError(() => kvm.createVm()) as Error).message).toMatch(/Kvm is closed/);
+  });
+
+  it('closes the vCPUs with their VM', () => {
+    using kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const vcpu = vm.createVcpu();
+    vm.close();
+    expect(vcpu.fd).toBe(-1);
+    expect(catchError(() => vcpu.run())).toMatchObject({ code: 'EBADF', syscall: 'KVM_RUN' });
+  });
+
+  it('supports `using` through Symbol.dispose', () => {
+    let fd = -1;
+    let vm;
+    {
+      using kvm = Kvm.open();
+      fd = kvm.fd;
+      using v = kvm.createVm();
+      vm = v;
+      expect(fd).toBeGreaterThan(2);
+    }
+    expect(vm.fd).toBe(-1);
+  });
+
+  it('leaks no file descriptors over 200 full guest lifecycles', () => {
+    const before = openFds();
+    for (let i = 0; i < 200; i++) {
+      using g = realModeGuest(HLT);
+      expect(runToExit(g.vcpu).reason).toBe('hlt');
+    }
+    expect(openFds()).toBe(before);
+  });
+
+  it('keeps slot memory alive through garbage collection until the slot is deleted', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    expect(gc, 'vitest runs with --expose-gc').toBeTypeOf('function');
+    const collect = async () => {
+      await new Promise((r) => setImmediate(r)); // WeakRefs hold until the job ends
+      for (let i = 0; i < 3; i++) gc!();
+    };
+    using g = realModeGuest([
+      0xb8, 0x00, 0x10, // mov ax, 0x1000
+      0x8e, 0xd8, //       mov ds, ax
+      0xa0, 0x00, 0x00, // mov al, [0]       ; gpa 0x10000
+      0xe6, 0x80, //       out 0x80, al
+      0xf4, //             hlt
+    ]);
+    // Register through the native layer so that nothing in JavaScript but
+    // the VM itself refers to this memory.
+    let ref: WeakRef<object>;
+    {
+      const scratch = GuestMemory.allocate(0x1000);
+      scratch.bytes[0] = 0x5a;
+      g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0);
+      ref = new WeakRef(scratch.native);
+    }
+    await collect();
+    expect(ref.deref()).toBeDefined();
+    expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', port: 0x80, value: 0x5a });
+
+    g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0);
+    await collect();
+    expect(ref.deref()).toBeUndefined();
+  });
+});
