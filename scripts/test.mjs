@@ -1,0 +1,184 @@
+// `npm test`: unit tests on the host, then the integration suite against
+// real KVM: on the host's /dev/kvm when it is usable, and in the sandbox
+// (sandbox/README.md) for what the host's KVM lacks plus a smoke set, or
+// for everything when the host has no usable KVM.
+//
+//   NODE_KVM_TEST_TARGET=host|sandbox|both   where integration tests run (default both)
+//
+// Each integration file declares what it needs in a first-line comment:
+//   // kvm-test: smoke               also run in the sandbox when the host runs it
+//   // kvm-test: needs=tdp,tdp_mmu   only on a KVM with these features
+// Ends with one line: `N passed, N failed[, N skipped]`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const resultsDir = join(root, '.test-results');
+const vitest = join(root, 'node_modules/vitest/vitest.mjs');
+
+/** What a KVM offers, by the names test files use in `needs=`. */
+function features(probe) {
+  return {
+    tdp: probe.tdp,
+    tdp_mmu: probe.tdpMmu,
+  };
+}
+
+function loadLib() {
+  const entry = join(root, 'dist/index.js');
+  if (!existsSync(entry)) {
+    console.error('node-kvm: dist/ is missing; run the install command first: bash scripts/install.sh');
+    process.exit(2);
+  }
+  return createRequire(import.meta.url)(entry);
+}
+
+function integrationFiles() {
+  const dir = join(root, 'test/integration');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => {
+      const path = join(dir, f);
+      const head = readFileSync(path, 'utf8').split('\n', 1)[0] ?? '';
+      const tag = /^\/\/\s*kvm-test:\s*(.*)$/.exec(head)?.[1] ?? '';
+      const needs = /needs=([\w,]+)/.exec(tag)?.[1]?.split(',') ?? [];
+      // Tests are counted by their `it(` calls only to report files no KVM here can run.
+      const tests = (readFileSync(path, 'utf8').match(/^\s*it\(/gm) ?? []).length;
+      return { file: relative(root, path), smoke: /\bsmoke\b/.test(tag), needs, tests };
+    });
+}
+
+const lacks = (file, feats) => file.needs.filter((n) => !feats[n]);
+
+function counts(jsonPath) {
+  const r = JSON.parse(readFileSync(jsonPath, 'utf8'));
+  // A file that failed to load has no tests but is a failure.
+  const brokenFiles = (r.testResults ?? []).filter((t) => t.status === 'failed' && t.assertionResults.length === 0).length;
+  return {
+    passed: r.numPassedTests,
+    failed: r.numFailedTests + brokenFiles,
+    skipped: r.numPendingTests + r.numTodoTests,
+  };
+}
+
+function runVitest(files, name, extraEnv = {}) {
+  mkdirSync(resultsDir, { recursive: true });
+  const json = join(resultsDir, `${name}.json`);
+  rmSync(json, { force: true });
+  const r = spawnSync(
+    process.execPath,
+    [vitest, 'run', ...files, '--reporter=default', '--reporter=json', `--outputFile.json=${json}`],
+    { cwd: root, stdio: 'inherit', env: { ...process.env, ...extraEnv } },
+  );
+  if (!existsSync(json)) return { passed: 0, failed: 1, skipped: 0, error: `vitest exited with ${r.status} and wrote no results` };
+  return counts(json);
+}
+
+/** Runs the integration files this machine's KVM can run; the part shared by host and sandbox. */
+function runIntegrationHere(files, name) {
+  const lib = loadLib();
+  const probe = lib.probeKvm();
+  const where = `${process.env.NODE_KVM_IN_SANDBOX ? 'sandbox' : 'host'}: ${lib.describeKvm(probe)}`;
+  if (!probe.usable) return { where, probe, error: `no usable /dev/kvm: ${probe.reason}` };
+  const feats = features(probe);
+  const runnable = files.filter((f) => lacks(f, feats).length === 0);
+  console.log(`\n=== integration tests on real KVM (${where}): ${runnable.length} files ===`);
+  const c = runnable.length ? runVitest(runnable.map((f) => f.file), name) : { passed: 0, failed: 0, skipped: 0 };
+  return { where, probe, ...c, ran: runnable.map((f) => f.file) };
+}
+
+function summaryLine(c) {
+  return `${c.passed} passed, ${c.failed} failed${c.skipped ? `, ${c.skipped} skipped` : ''}`;
+}
+
+// Inside the sandbox: node scripts/test.mjs --inner <summary.json> <file>...
+if (process.argv[2] === '--inner') {
+  const [out, ...names] = process.argv.slice(3);
+  const all = integrationFiles();
+  const files = all.filter((f) => names.includes(f.file));
+  const result = runIntegrationHere(files, 'sandbox');
+  writeFileSync(out, JSON.stringify(result));
+  process.exit(result.error || result.failed ? 1 : 0);
+}
+
+const target = process.env.NODE_KVM_TEST_TARGET ?? 'both';
+if (!['host', 'sandbox', 'both'].includes(target)) {
+  console.error(`NODE_KVM_TEST_TARGET must be host, sandbox or both, not ${target}`);
+  process.exit(2);
+}
+
+const lib = loadLib();
+const phases = [];
+
+console.log('=== unit tests (host, no KVM needed) ===');
+phases.push({ label: 'unit tests on the host', ...runVitest(['test/unit'], 'unit') });
+
+const all = integrationFiles();
+const hostProbe = lib.probeKvm();
+const hostFeats = features(hostProbe);
+let hostRan = false;
+if (target !== 'sandbox') {
+  if (hostProbe.usable) {
+    const r = runIntegrationHere(all, 'host');
+    hostRan = true;
+    phases.push({ label: `integration on the host (${r.where.replace(/^host: /, '')})`, ...r });
+  } else if (target === 'host') {
+    phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: `no usable /dev/kvm: ${hostProbe.reason}` });
+  } else {
+    console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
+  }
+}
+
+if (target !== 'host') {
+  // With the host's KVM in use, the sandbox runs what the host cannot, plus the smoke set.
+  const files = hostRan ? all.filter((f) => f.smoke || lacks(f, hostFeats).length > 0) : all;
+  const why = hostRan ? 'what the host lacks + smoke set' : 'the whole suite';
+  console.log(`\n=== sandbox: booting a nested KVM under QEMU for ${why} (${files.length} files) ===`);
+  const summary = join(resultsDir, 'sandbox-summary.json');
+  mkdirSync(resultsDir, { recursive: true });
+  rmSync(summary, { force: true });
+  let phase;
+  try {
+    const { runInSandbox } = await import('../sandbox/sandbox.mjs');
+    const r = await runInSandbox({
+      command: [process.execPath, 'scripts/test.mjs', '--inner', summary, ...files.map((f) => f.file)],
+      cwd: root,
+      env: { CI: process.env.CI ?? '', FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+    });
+    if (!existsSync(summary)) throw new Error(`the sandbox run ended (exit ${r.exitCode}) without a result file`);
+    const s = JSON.parse(readFileSync(summary, 'utf8'));
+    phase = { label: `integration in the sandbox (${s.where.replace(/^sandbox: /, '')})`, ...s };
+    if (!s.error && r.exitCode !== 0 && !s.failed) phase = { ...phase, failed: 1, error: `sandbox exited with ${r.exitCode}` };
+  } catch (e) {
+    phase = { label: 'integration in the sandbox', passed: 0, failed: 1, skipped: 0, error: e.message };
+  }
+  phases.push(phase);
+}
+
+// Files that no KVM in this run could serve: reported, their tests counted as skipped.
+const ran = new Set(phases.flatMap((p) => p.ran ?? []));
+const notRun = phases.some((p) => p.error) ? [] : all.filter((f) => !ran.has(f.file));
+
+console.log('\n=== node-kvm test summary ===');
+const total = { passed: 0, failed: 0, skipped: 0 };
+for (const p of phases) {
+  if (p.error) {
+    p.failed = Math.max(p.failed ?? 0, 1);
+    console.log(`${p.label}: ERROR: ${p.error}`);
+  } else {
+    console.log(`${p.label}: ${summaryLine(p)}`);
+  }
+  total.passed += p.passed ?? 0;
+  total.failed += p.failed ?? 0;
+  total.skipped += p.skipped ?? 0;
+}
+for (const f of notRun) {
+  console.log(`not run anywhere: ${f.file} (needs ${f.needs.join(', ')}; no KVM in this run has it)`);
+  total.skipped += f.tests;
+}
+console.log(summaryLine(total));
+process.exit(total.failed ? 1 : 0);
