@@ -156,7 +156,10 @@ void VcpuCore::WorkerLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return requested_ || stop_; });
-      if (stop_) return;
+      // A run requested just before a stop still runs: Shutdown() has set
+      // immediate_exit, so KVM_RUN returns EINTR at once and the promise
+      // settles.
+      if (!requested_) return;
       requested_ = false;
     }
     int ret = ::ioctl(fd_.get(), KVM_RUN, 0);
@@ -205,8 +208,9 @@ void VcpuCore::Shutdown() {
     if (busy_) Kick();
     cv_.notify_one();
     worker_.join();
-    // Queued completions still arrive (and reject) before the release ends.
+    // A queued completion is still delivered (and rejects) after this.
     tsfn_->Release();
+    tsfn_.reset();
   }
   if (!runBuffer_.IsEmpty()) {
     Napi::ArrayBuffer ab = runBuffer_.Value();

@@ -1,6 +1,6 @@
 // kvm-test: smoke
 import { describe, expect, it } from 'vitest';
-import { GuestMemory, Kvm, KvmError } from '../../lib';
+import { GuestMemory, Kvm, KvmError, type Vm } from '../../lib';
 import { catchError, openFds, realModeGuest, runToExit } from './helpers';
 
 const HLT = [0xf4];
@@ -70,21 +70,23 @@ describe('closing', () => {
       0xe6, 0x80, //       out 0x80, al
       0xf4, //             hlt
     ]);
-    // Register through the native layer so that nothing in JavaScript but
-    // the VM itself refers to this memory.
-    let ref: WeakRef<object>;
-    {
-      const scratch = GuestMemory.allocate(0x1000);
-      scratch.bytes[0] = 0x5a;
-      g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0);
-      ref = new WeakRef(scratch.native);
-    }
+    // Register through the native layer, from a function whose frame is
+    // gone afterwards, so that nothing in JavaScript but the VM refers to
+    // this memory.
+    const ref = registerScratch(g.vm, 0x5a);
     await collect();
     expect(ref.deref()).toBeDefined();
     expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', port: 0x80, value: 0x5a });
 
-    g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0);
+    g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0); // delete the slot
     await collect();
     expect(ref.deref()).toBeUndefined();
   });
 });
+
+function registerScratch(vm: Vm, firstByte: number): WeakRef<object> {
+  const scratch = GuestMemory.allocate(0x1000);
+  scratch.bytes[0] = firstByte;
+  vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0);
+  return new WeakRef(scratch.native);
+}

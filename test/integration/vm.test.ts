@@ -47,8 +47,8 @@ describe('VMs and vCPUs', () => {
 describe('memory slots', () => {
   it('adds, moves, re-flags and deletes slots, mirroring kvm_memory_slot', () => {
     using kvm = Kvm.open();
+    using memory = GuestMemory.allocate(0x4000); // before the VM: disposed after it
     using vm = kvm.createVm();
-    using memory = GuestMemory.allocate(0x4000);
     const slot = vm.addSlot({ guestPhysAddr: 0x100000, memory });
     expect(slot).toMatchObject({ id: 0, baseGfn: 0x100n, npages: 4, flags: 0, userspaceAddr: memory.address });
     expect(memory.slotCount).toBe(1);
@@ -74,9 +74,9 @@ describe('memory slots', () => {
 
   it('refuses overlapping guest-physical ranges with EEXIST', () => {
     using kvm = Kvm.open();
-    using vm = kvm.createVm();
     using a = GuestMemory.allocate(0x2000);
     using b = GuestMemory.allocate(0x2000);
+    using vm = kvm.createVm();
     vm.addSlot({ guestPhysAddr: 0x10000, memory: a });
     const err = catchError(() => vm.addSlot({ guestPhysAddr: 0x11000, memory: b }));
     expect(err).toMatchObject({ code: 'EEXIST', syscall: 'KVM_SET_USER_MEMORY_REGION' });
@@ -87,8 +87,8 @@ describe('memory slots', () => {
 
   it('refuses an unaligned guest-physical address or size with EINVAL', () => {
     using kvm = Kvm.open();
-    using vm = kvm.createVm();
     using memory = GuestMemory.allocate(0x2000);
+    using vm = kvm.createVm();
     expect(catchError(() => vm.addSlot({ guestPhysAddr: 0x10800, memory }))).toMatchObject({
       code: 'EINVAL',
       syscall: 'KVM_SET_USER_MEMORY_REGION',
@@ -101,9 +101,9 @@ describe('memory slots', () => {
 
   it('refuses a slot id in use, and a move onto another slot with EEXIST', () => {
     using kvm = Kvm.open();
-    using vm = kvm.createVm();
     using a = GuestMemory.allocate(0x2000);
     using b = GuestMemory.allocate(0x2000);
+    using vm = kvm.createVm();
     const slot = vm.addSlot({ guestPhysAddr: 0, memory: a, slot: 5 });
     expect(slot.id).toBe(5);
     expect(catchError(() => vm.addSlot({ guestPhysAddr: 0, memory: b, slot: 5 }))).toMatchObject({
@@ -117,8 +117,8 @@ describe('memory slots', () => {
 
   it('refuses a range past the end of the memory before asking KVM', () => {
     using kvm = Kvm.open();
-    using vm = kvm.createVm();
     using memory = GuestMemory.allocate(0x2000);
+    using vm = kvm.createVm();
     expect(catchError(() => vm.addSlot({ guestPhysAddr: 0, memory, offset: 0x1000, size: 0x2000 }))).toMatchObject({
       code: 'EFAULT',
     });
