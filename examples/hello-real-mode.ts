@@ -56,7 +56,12 @@ export function runHello(): { output: string; exits: string[]; rip: bigint; rsi:
 }
 
 if (require.main === module) {
-  const { output, exits } = runHello();
-  process.stdout.write(output);
-  console.log(`(${exits.length} exits: ${exits.filter((e) => e === 'io').length} io, then ${exits.at(-1)})`);
+  try {
+    const { output, exits } = runHello();
+    process.stdout.write(output);
+    console.log(`(${exits.length} exits: ${exits.filter((e) => e === 'io').length} io, then ${exits.at(-1)})`);
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exitCode = 1;
+  }
 }

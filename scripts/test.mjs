@@ -12,20 +12,13 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { features, lacks, parseTag, plan } from './test-plan.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const resultsDir = join(root, '.test-results');
 const vitest = join(root, 'node_modules/vitest/vitest.mjs');
-
-/** What a KVM offers, by the names test files use in `needs=`. */
-function features(probe) {
-  return {
-    tdp: probe.tdp,
-    tdp_mmu: probe.tdpMmu,
-  };
-}
 
 function loadLib() {
   const entry = join(root, 'dist/index.js');
@@ -41,18 +34,8 @@ function integrationFiles() {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.test.ts'))
     .sort()
-    .map((f) => {
-      const path = join(dir, f);
-      const head = readFileSync(path, 'utf8').split('\n', 1)[0] ?? '';
-      const tag = /^\/\/\s*kvm-test:\s*(.*)$/.exec(head)?.[1] ?? '';
-      const needs = /needs=([\w,]+)/.exec(tag)?.[1]?.split(',') ?? [];
-      // Tests are counted by their `it(` calls only to report files no KVM here can run.
-      const tests = (readFileSync(path, 'utf8').match(/^\s*it\(/gm) ?? []).length;
-      return { file: relative(root, path), smoke: /\bsmoke\b/.test(tag), needs, tests };
-    });
+    .map((f) => parseTag(`test/integration/${f}`, readFileSync(join(dir, f), 'utf8')));
 }
-
-const lacks = (file, feats) => file.needs.filter((n) => !feats[n]);
 
 function counts(jsonPath) {
   const r = JSON.parse(readFileSync(jsonPath, 'utf8'));
@@ -65,14 +48,14 @@ function counts(jsonPath) {
   };
 }
 
-function runVitest(files, name, extraEnv = {}) {
+function runVitest(files, name) {
   mkdirSync(resultsDir, { recursive: true });
   const json = join(resultsDir, `${name}.json`);
   rmSync(json, { force: true });
   const r = spawnSync(
     process.execPath,
     [vitest, 'run', ...files, '--reporter=default', '--reporter=json', `--outputFile.json=${json}`],
-    { cwd: root, stdio: 'inherit', env: { ...process.env, ...extraEnv } },
+    { cwd: root, stdio: 'inherit' },
   );
   if (!existsSync(json)) return { passed: 0, failed: 1, skipped: 0, error: `vitest exited with ${r.status} and wrote no results` };
   return counts(json);
@@ -114,30 +97,28 @@ if (!['host', 'sandbox', 'both'].includes(target)) {
 const lib = loadLib();
 const phases = [];
 
-console.log('=== unit tests (host, no KVM needed) ===');
+console.log('=== typecheck: lib, tests and examples (strict) ===');
+const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'test/tsconfig.json'], { cwd: root, stdio: 'inherit' });
+if (tsc.status !== 0) phases.push({ label: 'typecheck', passed: 0, failed: 1, skipped: 0, error: 'tsc reported errors (above)' });
+
+console.log('\n=== unit tests (host, no KVM needed) ===');
 phases.push({ label: 'unit tests on the host', ...runVitest(['test/unit'], 'unit') });
 
 const all = integrationFiles();
 const hostProbe = lib.probeKvm();
-const hostFeats = features(hostProbe);
-let hostRan = false;
-if (target !== 'sandbox') {
-  if (hostProbe.usable) {
-    const r = runIntegrationHere(all, 'host');
-    hostRan = true;
-    phases.push({ label: `integration on the host (${r.where.replace(/^host: /, '')})`, ...r });
-  } else if (target === 'host') {
-    phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: `no usable /dev/kvm: ${hostProbe.reason}` });
-  } else {
-    console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
-  }
+const { host, sandbox, hostError } = plan(target, hostProbe, all);
+if (hostError) {
+  phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: hostError });
+} else if (host) {
+  const r = runIntegrationHere(host, 'host');
+  phases.push({ label: `integration on the host (${r.where.replace(/^host: /, '')})`, ...r });
+} else if (target === 'both') {
+  console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
 }
 
-if (target !== 'host') {
-  // With the host's KVM in use, the sandbox runs what the host cannot, plus the smoke set.
-  const files = hostRan ? all.filter((f) => f.smoke || lacks(f, hostFeats).length > 0) : all;
-  const why = hostRan ? 'what the host lacks + smoke set' : 'the whole suite';
-  console.log(`\n=== sandbox: booting a nested KVM under QEMU for ${why} (${files.length} files) ===`);
+if (sandbox) {
+  const why = host ? 'what the host lacks + smoke set' : 'the whole suite';
+  console.log(`\n=== sandbox: booting a nested KVM under QEMU for ${why} (${sandbox.length} files) ===`);
   const summary = join(resultsDir, 'sandbox-summary.json');
   mkdirSync(resultsDir, { recursive: true });
   rmSync(summary, { force: true });
@@ -145,13 +126,14 @@ if (target !== 'host') {
   try {
     const { runInSandbox } = await import('../sandbox/sandbox.mjs');
     const r = await runInSandbox({
-      command: [process.execPath, 'scripts/test.mjs', '--inner', summary, ...files.map((f) => f.file)],
+      command: [process.execPath, 'scripts/test.mjs', '--inner', summary, ...sandbox.map((f) => f.file)],
       cwd: root,
-      env: { CI: process.env.CI ?? '', FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+      // The sandbox's output is a pipe; colour it only for a terminal here.
+      env: process.stdout.isTTY ? { FORCE_COLOR: '1' } : { NO_COLOR: '1' },
     });
     if (!existsSync(summary)) throw new Error(`the sandbox run ended (exit ${r.exitCode}) without a result file`);
     const s = JSON.parse(readFileSync(summary, 'utf8'));
-    phase = { label: `integration in the sandbox (${s.where.replace(/^sandbox: /, '')})`, ...s };
+    phase = { label: `integration in the sandbox (${s.where.replace(/^sandbox: /, '')}; booted in ${(r.info.bootMs / 1000).toFixed(1)} s)`, ...s };
     if (!s.error && r.exitCode !== 0 && !s.failed) phase = { ...phase, failed: 1, error: `sandbox exited with ${r.exitCode}` };
   } catch (e) {
     phase = { label: 'integration in the sandbox', passed: 0, failed: 1, skipped: 0, error: e.message };

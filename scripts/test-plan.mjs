@@ -1,0 +1,42 @@
+// Where each integration test file runs: pure decisions, unit-tested in
+// test/unit/plan.test.ts, carried out by scripts/test.mjs.
+
+/** Reads a file's first-line tag: `// kvm-test: smoke needs=tdp,tdp_mmu`. */
+export function parseTag(file, text) {
+  const head = text.split('\n', 1)[0] ?? '';
+  const tag = /^\/\/\s*kvm-test:\s*(.*)$/.exec(head)?.[1] ?? '';
+  return {
+    file,
+    smoke: /\bsmoke\b/.test(tag),
+    needs: /needs=([\w,]+)/.exec(tag)?.[1]?.split(',') ?? [],
+    // Counted only to report the tests of files that no KVM here can run.
+    tests: (text.match(/^\s*it\(/gm) ?? []).length,
+  };
+}
+
+/** What a KVM offers, by the names files use in `needs=`. */
+export function features(probe) {
+  return { tdp: probe.tdp, tdp_mmu: probe.tdpMmu };
+}
+
+/** The needs of `file` that a KVM with `feats` lacks. */
+export function lacks(file, feats) {
+  return file.needs.filter((n) => !feats[n]);
+}
+
+/**
+ * Splits the files between the host's KVM and the sandbox.
+ * target: 'host' | 'sandbox' | 'both'. Returns the files for each place
+ * (null: not run there) and, when the host was required but unusable, why.
+ */
+export function plan(target, hostProbe, files) {
+  const hostUsable = target !== 'sandbox' && hostProbe.usable;
+  const host = hostUsable ? files.filter((f) => lacks(f, features(hostProbe)).length === 0) : null;
+  let sandbox = null;
+  if (target !== 'host') {
+    // Beside a usable host KVM: what the host lacks, plus the smoke set so that the sandbox never rots.
+    sandbox = hostUsable ? files.filter((f) => f.smoke || lacks(f, features(hostProbe)).length > 0) : files;
+  }
+  const hostError = target === 'host' && !hostProbe.usable ? `no usable /dev/kvm: ${hostProbe.reason}` : undefined;
+  return { host, sandbox, hostError };
+}
