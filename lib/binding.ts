@@ -9,6 +9,7 @@ export interface NativeKvm {
   checkExtension(cap: number): number;
   vcpuMmapSize(): number;
   createVm(type: number): NativeVm;
+  getSupportedCpuid(): import('./cpuid').CpuidEntry[];
   close(): void;
 }
 
@@ -44,6 +45,9 @@ export interface NativeVcpu {
   setRegs(regs: Partial<import('./regs').RegsInput>): void;
   getSregs(): import('./regs').Sregs;
   setSregs(sregs: import('./regs').SregsInput): void;
+  setCpuid(entries: import('./cpuid').CpuidEntry[]): void;
+  translate(address: bigint | number): import('./vcpu').Translation;
+  setGuestDebug(control: number, debugregs: bigint[]): void;
   close(): void;
 }
 

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { KvmError } from './errors';
 import { Kvm } from './kvm';
+import { GuestMemory } from './memory';
 
 /** Which KVM backend module drives `/dev/kvm`. */
 export type VendorModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
@@ -25,6 +26,12 @@ export interface KvmProbe {
   tdpMmu: boolean;
   /** `uname -r` of the kernel that runs KVM. */
   kernel: string;
+  /**
+   * Whether hardware breakpoints set through `KVM_SET_GUEST_DEBUG` stop a
+   * guest, found by running one (false when KVM is unusable). Nested KVM
+   * under QEMU's emulator ignores them.
+   */
+  hwBreakpoints: boolean;
 }
 
 function param(path: string): string | undefined {
@@ -58,14 +65,10 @@ export function probeKvm(path = '/dev/kvm'): KvmProbe {
         ? on(param(`${sys}/kvm_amd/parameters/npt`))
         : false;
   const base = { vendorModule, tdp, tdpMmu: tdp && on(param(`${sys}/kvm/parameters/tdp_mmu`)), kernel: release() };
+  let kvm: Kvm;
   try {
-    const kvm = Kvm.open(path);
-    try {
-      kvm.createVm({ tssAddr: null }).close();
-    } finally {
-      kvm.close();
-    }
-    return { usable: true, ...base };
+    kvm = Kvm.open(path);
+    kvm.createVm({ tssAddr: null }).close();
   } catch (e) {
     const err = e as Error;
     return {
@@ -73,12 +76,33 @@ export function probeKvm(path = '/dev/kvm'): KvmProbe {
       reason: err.message,
       ...(e instanceof KvmError ? { code: e.code } : {}),
       ...base,
+      hwBreakpoints: false,
     };
+  }
+  try {
+    return { usable: true, ...base, hwBreakpoints: hardwareBreakpointsWork(kvm) };
+  } finally {
+    kvm.close();
   }
 }
 
-/** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, kernel 6.1.0`. */
+// Real mode at 0x1000: nop; nop; hlt, with a breakpoint on the second nop.
+function hardwareBreakpointsWork(kvm: Kvm): boolean {
+  using memory = GuestMemory.allocate(0x2000);
+  using vm = kvm.createVm();
+  memory.bytes.set([0x90, 0x90, 0xf4], 0x1000);
+  vm.addSlot({ guestPhysAddr: 0, memory });
+  const vcpu = vm.createVcpu();
+  vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
+  vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+  vcpu.setGuestDebug({ breakpoints: [0x1001] });
+  let exit = vcpu.run();
+  while (exit.reason === 'intr') exit = vcpu.run();
+  return exit.reason === 'debug' && exit.pc === 0x1001n;
+}
+
+/** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, hw breakpoints off, kernel 6.1.0`. */
 export function describeKvm(p: KvmProbe): string {
   const tdpName = p.vendorModule === 'kvm_intel' ? 'ept' : p.vendorModule === 'kvm_amd' ? 'npt' : 'tdp';
-  return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}, kernel ${p.kernel}`;
+  return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}${p.usable ? `, hw breakpoints ${p.hwBreakpoints ? 'on' : 'off'}` : ''}, kernel ${p.kernel}`;
 }

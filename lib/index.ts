@@ -6,7 +6,7 @@
  */
 export { Kvm, type CreateVmOptions } from './kvm';
 export { Vm, type SlotOptions } from './vm';
-export { Vcpu } from './vcpu';
+export { Vcpu, type Translation, type GuestDebugOptions, type RunHandlers } from './vcpu';
 export { GuestMemory, PAGE_SIZE, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './memory';
 export { MemorySlot } from './slot';
 export { KvmError } from './errors';
@@ -18,3 +18,9 @@ export type {
 export { decodeExit } from './exits';
 export type { Regs, RegsInput, Sregs, SregsInput, Segment, DescriptorTable } from './regs';
 export { probeKvm, describeKvm, type KvmProbe, type VendorModule } from './host';
+export type { CpuidEntry } from './cpuid';
+export { CR0, CR4, EFER, FLAT, SELECTOR, encodeDescriptor, decodeDescriptor, segmentFor, flatGdt, type SegmentDescriptor } from './x86';
+export { PageTableBuilder, walkPageTables, PTE, type PagingMode, type PageSize, type PageMapping, type Walk, type WalkStep, type Range, type PhysAccess } from './paging';
+export { setupMode, modeOf, type GuestMode, type Layout, type ModeOptions, type ModeSetup } from './modes';
+export { loadElf, loadFlat, ElfError, type LoadedProgram } from './loader';
+export { GuestError, guestError, disassemble } from './report';

@@ -1,5 +1,6 @@
 import { binding, type NativeKvm } from './binding';
 import { KVM_API_VERSION, Cap } from './constants';
+import type { CpuidEntry } from './cpuid';
 import { Vm } from './vm';
 
 /** Options for {@link Kvm.createVm}. */
@@ -25,6 +26,7 @@ export interface CreateVmOptions {
 export class Kvm {
   /** @internal */
   readonly native: NativeKvm;
+  #cpuid: readonly Readonly<CpuidEntry>[] | undefined;
 
   private constructor(native: NativeKvm) {
     this.native = native;
@@ -71,7 +73,7 @@ export class Kvm {
    * identity-map addresses so that real-mode guests also run on Intel.
    */
   createVm(options: CreateVmOptions = {}): Vm {
-    const vm = new Vm(this.native.createVm(options.type ?? 0));
+    const vm = new Vm(this.native.createVm(options.type ?? 0), this);
     const tss = options.tssAddr === undefined ? 0xfffbc000n : options.tssAddr;
     try {
       if (tss !== null) {
@@ -84,6 +86,16 @@ export class Kvm {
       throw e;
     }
     return vm;
+  }
+
+  /**
+   * `KVM_GET_SUPPORTED_CPUID`: the CPUID leaves this host's KVM can give a
+   * guest; {@link setupMode} hands them to each vCPU so that long mode is
+   * allowed on Intel and AMD alike. Asked once, then kept (frozen).
+   */
+  getSupportedCpuid(): readonly Readonly<CpuidEntry>[] {
+    this.#cpuid ??= Object.freeze(this.native.getSupportedCpuid().map((e) => Object.freeze(e)));
+    return this.#cpuid;
   }
 
   /** Closes the system fd; VMs already created live on. Idempotent. */

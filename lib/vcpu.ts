@@ -1,7 +1,45 @@
 import type { NativeVcpu } from './binding';
-import { decodeExit, type VmExit } from './exits';
+import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
+import { guestError } from './report';
 import type { Regs, RegsInput, Sregs, SregsInput } from './regs';
+import type { CpuidEntry } from './cpuid';
+import { binding } from './binding';
+import { argError } from './errors';
 import type { Vm } from './vm';
+
+/** What `KVM_TRANSLATE` says of a linear address. */
+export interface Translation {
+  /** The guest-physical address it maps to (meaningful when `valid`). */
+  physicalAddress: bigint;
+  /** Whether the guest's page tables map it at all. */
+  valid: boolean;
+  /** As reported by KVM; x86 KVM hard-wires it to true, so do not rely on it. */
+  writeable: boolean;
+  /** As reported by KVM; x86 KVM hard-wires it to false, so do not rely on it. */
+  usermode: boolean;
+}
+
+/** Handlers for {@link Vcpu.runUntilHalt}; an exit with no handler is an error. */
+export interface RunHandlers {
+  io?(exit: IoExit): void;
+  mmio?(exit: MmioExit): void;
+  debug?(exit: DebugExit): void;
+}
+
+/** Options for {@link Vcpu.setGuestDebug}. */
+export interface GuestDebugOptions {
+  /** Exit with a `debug` exit after every guest instruction. */
+  singleStep?: boolean;
+  /** Up to 4 linear addresses where execution exits with `debug` (debug registers DR0-DR3). */
+  breakpoints?: (bigint | number)[];
+}
+
+const C = binding.constants as Record<string, number>;
+const DBG = {
+  ENABLE: C.KVM_GUESTDBG_ENABLE ?? 1,
+  SINGLESTEP: C.KVM_GUESTDBG_SINGLESTEP ?? 2,
+  USE_HW_BP: C.KVM_GUESTDBG_USE_HW_BP ?? 0x20000,
+};
 
 /**
  * A virtual CPU (a KVM vCPU fd with its mapped `kvm_run` area). Made by
@@ -58,6 +96,35 @@ export class Vcpu {
   }
 
   /**
+   * Runs until the guest halts, passing I/O, MMIO and debug exits to the
+   * handlers (`intr` exits just run again). Any other exit, or one with no
+   * handler, throws a {@link GuestError} whose message names the exit, the
+   * mode, rip, the control registers and the code at rip, disassembled.
+   * Returns the number of exits handled.
+   */
+  runUntilHalt(handlers: RunHandlers = {}): number {
+    for (let count = 0; ; count++) {
+      const exit = this.run();
+      switch (exit.reason) {
+        case 'hlt':
+          return count;
+        case 'intr':
+          continue;
+        case 'io':
+        case 'mmio':
+        case 'debug': {
+          const handler = handlers[exit.reason] as ((e: VmExit) => void) | undefined;
+          if (!handler) throw guestError(this, exit, `unhandled ${exit.reason} exit`);
+          handler(exit);
+          continue;
+        }
+        default:
+          throw guestError(this, exit);
+      }
+    }
+  }
+
+  /**
    * Makes a {@link Vcpu.runAsync} in flight return promptly with an `intr`
    * exit (sets `immediate_exit` and signals the vCPU thread). Returns false
    * when nothing was running.
@@ -84,6 +151,45 @@ export class Vcpu {
   /** `KVM_SET_SREGS`; fields left out keep their values. */
   setSregs(sregs: SregsInput): void {
     this.native.setSregs(sregs);
+  }
+
+  /** `KVM_SET_CPUID2`: the CPUID the guest sees, e.g. from {@link Kvm.getSupportedCpuid}. */
+  setCpuid(entries: readonly Readonly<CpuidEntry>[]): void {
+    this.native.setCpuid([...entries]);
+  }
+
+  /**
+   * `KVM_TRANSLATE`: walks the guest's page tables for a linear address
+   * (segment base + offset) as the vCPU is set up now.
+   */
+  translate(linearAddress: bigint | number): Translation {
+    return this.native.translate(linearAddress);
+  }
+
+  /**
+   * `KVM_SET_GUEST_DEBUG`: single-stepping and hardware breakpoints, each
+   * ending the run with a `debug` exit whose `pc` is the instruction
+   * pointer. `null` turns debugging off.
+   */
+  setGuestDebug(options: GuestDebugOptions | null): void {
+    if (options === null) {
+      this.native.setGuestDebug(0, []);
+      return;
+    }
+    const bps = options.breakpoints ?? [];
+    if (bps.length > 4) throw argError(`x86 has 4 hardware breakpoints, got ${bps.length}`);
+    let control = DBG.ENABLE;
+    if (options.singleStep) control |= DBG.SINGLESTEP;
+    const regs = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+    if (bps.length > 0) {
+      control |= DBG.USE_HW_BP;
+      // DR7: local enable per breakpoint; R/W and LEN 0 mean "on execution".
+      bps.forEach((a, i) => {
+        regs[i] = BigInt(a);
+        regs[7] = (regs[7] ?? 0n) | (1n << BigInt(i * 2));
+      });
+    }
+    this.native.setGuestDebug(control, regs);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { NativeVm } from './binding';
+import type { Kvm } from './kvm';
 import { argError } from './errors';
 import type { GuestMemory } from './memory';
 import { MemorySlot } from './slot';
@@ -31,9 +32,13 @@ export class Vm {
   readonly #slots = new Map<number, MemorySlot>();
   #nextVcpuId = 0;
 
+  /** The KVM system this VM was created from. */
+  readonly kvm: Kvm;
+
   /** @internal */
-  constructor(native: NativeVm) {
+  constructor(native: NativeVm, kvm: Kvm) {
     this.native = native;
+    this.kvm = kvm;
   }
 
   /** The VM's file descriptor (-1 once closed). */
@@ -90,6 +95,21 @@ export class Vm {
   /** The slot that holds a guest-physical address, or undefined: such accesses exit as MMIO. */
   findSlot(gpa: bigint | number): MemorySlot | undefined {
     return this.slots.find((s) => s.contains(gpa));
+  }
+
+  /**
+   * A view of guest-physical memory `[gpa, gpa + length)`, in place: what
+   * the guest reads and writes. The range must lie in one slot.
+   */
+  memoryAt(gpa: bigint | number, length: number): Uint8Array {
+    const slot = this.findSlot(gpa);
+    const offset = slot === undefined ? -1 : Number(BigInt(gpa) - slot.guestPhysAddr);
+    if (slot === undefined || offset + length > slot.size) {
+      throw argError(
+        `guest-physical range 0x${BigInt(gpa).toString(16)}+0x${length.toString(16)} is not inside one memory slot`,
+      );
+    }
+    return slot.bytes.subarray(offset, offset + length);
   }
 
   /** Creates a vCPU (`KVM_CREATE_VCPU`); ids default to 0, 1, 2... */

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "addon.h"
+#include "cpuid.h"
 #include "errors.h"
 #include "vm.h"
 
@@ -20,6 +21,7 @@ Napi::Function Kvm::Define(Napi::Env env) {
                          InstanceMethod<&Kvm::CheckExtension>("checkExtension"),
                          InstanceMethod<&Kvm::VcpuMmapSize>("vcpuMmapSize"),
                          InstanceMethod<&Kvm::CreateVm>("createVm"),
+                         InstanceMethod<&Kvm::GetSupportedCpuid>("getSupportedCpuid"),
                          InstanceMethod<&Kvm::Close>("close"),
                          InstanceAccessor<&Kvm::GetFd>("fd"),
                      });
@@ -70,6 +72,34 @@ Napi::Value Kvm::CreateVm(const Napi::CallbackInfo& info) {
   int vmfd = IoctlRetry(fd, KVM_CREATE_VM, type);
   if (vmfd < 0) throw SysError(env, errno, "KVM_CREATE_VM");
   return Vm::NewInstance(env, UniqueFd(vmfd), static_cast<size_t>(mmapSize));
+}
+
+// KVM_GET_SUPPORTED_CPUID: grows the buffer while the kernel says E2BIG.
+Napi::Value Kvm::GetSupportedCpuid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_GET_SUPPORTED_CPUID");
+  for (uint32_t n = 64;; n *= 2) {
+    CpuidBuffer cpuid(n);
+    if (IoctlRetry(fd, kGetSupportedCpuid, cpuid.arg()) < 0) {
+      if (errno == E2BIG && n < 4096) continue;
+      throw SysError(env, errno, "KVM_GET_SUPPORTED_CPUID");
+    }
+    uint32_t count = cpuid.header()->nent;
+    Napi::Array out = Napi::Array::New(env, count);
+    for (uint32_t i = 0; i < count; i++) {
+      const kvm_cpuid_entry2& e = cpuid.entries()[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("function", Napi::Number::New(env, e.function));
+      o.Set("index", Napi::Number::New(env, e.index));
+      o.Set("flags", Napi::Number::New(env, e.flags));
+      o.Set("eax", Napi::Number::New(env, e.eax));
+      o.Set("ebx", Napi::Number::New(env, e.ebx));
+      o.Set("ecx", Napi::Number::New(env, e.ecx));
+      o.Set("edx", Napi::Number::New(env, e.edx));
+      out.Set(i, o);
+    }
+    return out;
+  }
 }
 
 Napi::Value Kvm::GetFd(const Napi::CallbackInfo& info) {

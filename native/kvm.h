@@ -18,6 +18,7 @@ class Kvm : public Napi::ObjectWrap<Kvm> {
   Napi::Value CheckExtension(const Napi::CallbackInfo& info);
   Napi::Value VcpuMmapSize(const Napi::CallbackInfo& info);
   Napi::Value CreateVm(const Napi::CallbackInfo& info);
+  Napi::Value GetSupportedCpuid(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 

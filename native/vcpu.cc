@@ -9,6 +9,7 @@
 #include <string>
 
 #include "addon.h"
+#include "cpuid.h"
 #include "errors.h"
 #include "vm.h"
 
@@ -237,6 +238,9 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceMethod<&Vcpu::SetRegs>("setRegs"),
                          InstanceMethod<&Vcpu::GetSregs>("getSregs"),
                          InstanceMethod<&Vcpu::SetSregs>("setSregs"),
+                         InstanceMethod<&Vcpu::SetCpuid>("setCpuid"),
+                         InstanceMethod<&Vcpu::Translate>("translate"),
+                         InstanceMethod<&Vcpu::SetGuestDebug>("setGuestDebug"),
                          InstanceMethod<&Vcpu::Close>("close"),
                          InstanceAccessor<&Vcpu::GetRunBuffer>("runBuffer"),
                          InstanceAccessor<&Vcpu::GetId>("id"),
@@ -366,6 +370,60 @@ void Vcpu::SetSregs(const Napi::CallbackInfo& info) {
   }
   if (IoctlRetry(fd, KVM_SET_SREGS, reinterpret_cast<unsigned long>(&s)) < 0) {
     throw SysError(env, errno, "KVM_SET_SREGS");
+  }
+}
+
+// setCpuid(entries): KVM_SET_CPUID2 with objects shaped like
+// kvm.getSupportedCpuid()'s.
+void Vcpu::SetCpuid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "CPUID entries must be an array");
+  Napi::Array entries = info[0].As<Napi::Array>();
+  uint32_t n = entries.Length();
+  CpuidBuffer cpuid(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Object o = entries.Get(i).As<Napi::Object>();
+    kvm_cpuid_entry2& e = cpuid.entries()[i];
+    e.function = ToU32(o.Get("function"), "function");
+    e.index = ToU32(o.Get("index"), "index");
+    e.flags = ToU32(o.Get("flags"), "flags");
+    e.eax = ToU32(o.Get("eax"), "eax");
+    e.ebx = ToU32(o.Get("ebx"), "ebx");
+    e.ecx = ToU32(o.Get("ecx"), "ecx");
+    e.edx = ToU32(o.Get("edx"), "edx");
+  }
+  if (IoctlRetry(Fd("KVM_SET_CPUID2"), kSetCpuid2, cpuid.arg()) < 0) {
+    throw SysError(env, errno, "KVM_SET_CPUID2");
+  }
+}
+
+// translate(linearAddress): KVM_TRANSLATE through the guest's page tables.
+Napi::Value Vcpu::Translate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_translation t{};
+  t.linear_address = ToU64(info[0], "address");
+  if (IoctlRetry(Fd("KVM_TRANSLATE"), KVM_TRANSLATE, reinterpret_cast<unsigned long>(&t)) < 0) {
+    throw SysError(env, errno, "KVM_TRANSLATE");
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("physicalAddress", Napi::BigInt::New(env, static_cast<uint64_t>(t.physical_address)));
+  o.Set("valid", Napi::Boolean::New(env, t.valid != 0));
+  o.Set("writeable", Napi::Boolean::New(env, t.writeable != 0));
+  o.Set("usermode", Napi::Boolean::New(env, t.usermode != 0));
+  return o;
+}
+
+// setGuestDebug(control, debugregs[8]): KVM_SET_GUEST_DEBUG.
+void Vcpu::SetGuestDebug(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_guest_debug dbg{};
+  dbg.control = ToU32(info[0], "control");
+  if (info[1].IsArray()) {
+    Napi::Array regs = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < 8 && i < regs.Length(); i++) dbg.arch.debugreg[i] = ToU64(regs.Get(i), "debugreg");
+  }
+  if (IoctlRetry(Fd("KVM_SET_GUEST_DEBUG"), KVM_SET_GUEST_DEBUG, reinterpret_cast<unsigned long>(&dbg)) < 0) {
+    throw SysError(env, errno, "KVM_SET_GUEST_DEBUG");
   }
 }
 

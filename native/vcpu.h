@@ -83,6 +83,9 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   void SetRegs(const Napi::CallbackInfo& info);
   Napi::Value GetSregs(const Napi::CallbackInfo& info);
   void SetSregs(const Napi::CallbackInfo& info);
+  void SetCpuid(const Napi::CallbackInfo& info);
+  Napi::Value Translate(const Napi::CallbackInfo& info);
+  void SetGuestDebug(const Napi::CallbackInfo& info);
   Napi::Value GetRunBuffer(const Napi::CallbackInfo& info);
   Napi::Value GetId(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);

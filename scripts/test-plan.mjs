@@ -14,9 +14,18 @@ export function parseTag(file, text) {
   };
 }
 
-/** What a KVM offers, by the names files use in `needs=`. */
+/**
+ * What a KVM offers, by the names files use in `needs=`. PVM runs paging
+ * only in long mode: 32-bit and PAE paging shut its guests down. Hardware
+ * breakpoints are tried out by probeKvm().
+ */
 export function features(probe) {
-  return { tdp: probe.tdp, tdp_mmu: probe.tdpMmu };
+  return {
+    tdp: probe.tdp,
+    tdp_mmu: probe.tdpMmu,
+    paging32: probe.vendorModule !== 'kvm_pvm',
+    hw_breakpoints: probe.hwBreakpoints === true,
+  };
 }
 
 /** The needs of `file` that a KVM with `feats` lacks. */

@@ -104,6 +104,10 @@ if (tsc.status !== 0) phases.push({ label: 'typecheck', passed: 0, failed: 1, sk
 console.log('\n=== unit tests (host, no KVM needed) ===');
 phases.push({ label: 'unit tests on the host', ...runVitest(['test/unit'], 'unit') });
 
+// Guests are compiled here, not in the (much slower) sandbox.
+const { buildGuests } = await import('./build-guests.mjs');
+buildGuests();
+
 const all = integrationFiles();
 const hostProbe = lib.probeKvm();
 const { host, sandbox, hostError } = plan(target, hostProbe, all);

@@ -1,0 +1,193 @@
+// Guest page tables: written straight into guest memory by PageTableBuilder
+// and read back by walkPageTables, for 32-bit paging and 4-level long mode.
+import { argError } from './errors';
+
+/** The paging structures node-kvm builds and walks. */
+export type PagingMode = 'paging32' | 'long';
+
+/** Page sizes: 4 KiB everywhere; 4 MiB in 32-bit paging (CR4.PSE); 2 MiB and 1 GiB in long mode. */
+export type PageSize = 0x1000 | 0x200000 | 0x400000 | 0x40000000;
+
+/** One mapping for {@link PageTableBuilder.map}: `size` bytes from `virt` to `phys`. */
+export interface PageMapping {
+  virt: bigint | number;
+  phys: bigint | number;
+  size: bigint | number;
+  /** Default 4 KiB. Addresses and size must be multiples of it. */
+  pageSize?: PageSize;
+  /** Default true. */
+  writable?: boolean;
+  /** Reachable from CPL3; default false. */
+  user?: boolean;
+}
+
+interface Format {
+  levels: number; // the root's level; leaves of 4 KiB pages are at level 1
+  entryBytes: 4 | 8;
+  bits: number; // index bits per level
+  large: Record<number, PageSize>; // level -> page size of a PS leaf there
+  addressMask: bigint;
+}
+
+const FORMATS: Record<PagingMode, Format> = {
+  paging32: { levels: 2, entryBytes: 4, bits: 10, large: { 2: 0x400000 }, addressMask: 0xfffff000n },
+  long: { levels: 4, entryBytes: 8, bits: 9, large: { 2: 0x200000, 3: 0x40000000 }, addressMask: 0x000ffffffffff000n },
+};
+
+/** Page-table entry bits shared by both formats. */
+export const PTE = { P: 1n, RW: 2n, US: 4n, A: 0x20n, D: 0x40n, PS: 0x80n } as const;
+
+const PAGE = 0x1000n;
+
+function indexAt(f: Format, va: bigint, level: number): number {
+  return Number((va >> (12n + BigInt((level - 1) * f.bits))) & ((1n << BigInt(f.bits)) - 1n));
+}
+
+function readEntry(f: Format, table: Uint8Array, index: number): bigint {
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  return f.entryBytes === 8 ? view.getBigUint64(index * 8, true) : BigInt(view.getUint32(index * 4, true));
+}
+
+function writeEntry(f: Format, table: Uint8Array, index: number, value: bigint): void {
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  if (f.entryBytes === 8) view.setBigUint64(index * 8, value, true);
+  else view.setUint32(index * 4, Number(value), true);
+}
+
+/** Reads or writes guest-physical memory: `vm.memoryAt` fits. */
+export type PhysAccess = (gpa: bigint, length: number) => Uint8Array;
+
+/** A guest-physical range the builder must not put tables in. */
+export interface Range {
+  start: bigint;
+  end: bigint;
+  what?: string;
+}
+
+/**
+ * Builds guest page tables in guest memory, allocating table pages upward
+ * from `start`. Intermediate entries are writable and user-accessible; the
+ * leaf decides. Refuses to place a table over an `avoid` range.
+ */
+export class PageTableBuilder {
+  /** Guest-physical address of the root table: the value for CR3. */
+  readonly root: bigint;
+  readonly #f: Format;
+  readonly #mem: PhysAccess;
+  readonly #avoid: Range[];
+  readonly #limit: bigint;
+  #next: bigint;
+
+  constructor(mode: PagingMode, mem: PhysAccess, start: bigint | number, options: { limit?: bigint | number; avoid?: Range[] } = {}) {
+    this.#f = FORMATS[mode];
+    this.#mem = mem;
+    this.#avoid = options.avoid ?? [];
+    this.#next = BigInt(start);
+    if (this.#next % PAGE !== 0n) throw argError(`page tables must start on a page boundary, got 0x${this.#next.toString(16)}`);
+    this.#limit = options.limit === undefined ? 1n << 64n : BigInt(options.limit);
+    this.root = this.#allocate();
+  }
+
+  /** First guest-physical address past the tables allocated so far. */
+  get end(): bigint {
+    return this.#next;
+  }
+
+  /** Maps `[virt, virt + size)` to `[phys, phys + size)`. */
+  map(m: PageMapping): this {
+    const f = this.#f;
+    const pageSize = BigInt(m.pageSize ?? 0x1000);
+    const leafLevel = pageSize === PAGE ? 1 : Number(Object.entries(f.large).find(([, s]) => BigInt(s) === pageSize)?.[0] ?? 0);
+    if (leafLevel === 0) throw argError(`page size 0x${pageSize.toString(16)} does not exist in this paging mode`);
+    const virt = BigInt(m.virt);
+    const phys = BigInt(m.phys);
+    const size = BigInt(m.size);
+    if (virt % pageSize || phys % pageSize || size % pageSize) {
+      throw argError(`mapping 0x${virt.toString(16)} -> 0x${phys.toString(16)} (+0x${size.toString(16)}) is not aligned to its 0x${pageSize.toString(16)} pages`);
+    }
+    const leafBits = PTE.P | (m.writable === false ? 0n : PTE.RW) | (m.user ? PTE.US : 0n) | (leafLevel > 1 ? PTE.PS : 0n);
+    for (let off = 0n; off < size; off += pageSize) {
+      const va = virt + off;
+      let table = this.root;
+      for (let level = f.levels; level > leafLevel; level--) {
+        const bytes = this.#mem(table, Number(PAGE));
+        const i = indexAt(f, va, level);
+        let entry = readEntry(f, bytes, i);
+        if (!(entry & PTE.P)) {
+          entry = this.#allocate() | PTE.P | PTE.RW | PTE.US;
+          writeEntry(f, bytes, i, entry);
+        } else if (entry & PTE.PS) {
+          throw argError(`0x${va.toString(16)} is already mapped by a larger page`);
+        }
+        table = entry & f.addressMask;
+      }
+      writeEntry(f, this.#mem(table, Number(PAGE)), indexAt(f, va, leafLevel), (phys + off) | leafBits);
+    }
+    return this;
+  }
+
+  #allocate(): bigint {
+    const gpa = this.#next;
+    if (gpa + PAGE > this.#limit) throw argError(`page tables need more room than up to 0x${this.#limit.toString(16)}`);
+    const hit = this.#avoid.find((r) => gpa < r.end && gpa + PAGE > r.start);
+    if (hit) {
+      throw argError(
+        `a page table at 0x${gpa.toString(16)} would overlap ${hit.what ?? 'a reserved range'} at 0x${hit.start.toString(16)}-0x${hit.end.toString(16)}; place the tables elsewhere (layout.pageTables)`,
+      );
+    }
+    this.#mem(gpa, Number(PAGE)).fill(0);
+    this.#next += PAGE;
+    return gpa;
+  }
+}
+
+/** One level of a page walk. */
+export interface WalkStep {
+  level: number;
+  /** Guest-physical address of the table read at this level. */
+  table: bigint;
+  index: number;
+  entry: bigint;
+}
+
+/** The outcome of {@link walkPageTables}. */
+export interface Walk {
+  valid: boolean;
+  /** The guest-physical address (when valid). */
+  physicalAddress: bigint;
+  pageSize: PageSize | 0;
+  /** Every level's entry allows writes. */
+  writable: boolean;
+  /** Every level's entry allows CPL3. */
+  user: boolean;
+  steps: WalkStep[];
+}
+
+/**
+ * Walks the guest's own page tables in guest memory, the way the MMU does:
+ * from CR3 down to the leaf, honouring large pages.
+ */
+export function walkPageTables(mode: PagingMode, mem: PhysAccess, cr3: bigint, va: bigint | number): Walk {
+  const f = FORMATS[mode];
+  const addr = BigInt(va);
+  const steps: WalkStep[] = [];
+  let table = cr3 & f.addressMask;
+  let writable = true;
+  let user = true;
+  for (let level = f.levels; level >= 1; level--) {
+    const index = indexAt(f, addr, level);
+    const entry = readEntry(f, mem(table, Number(PAGE)), index);
+    steps.push({ level, table, index, entry });
+    if (!(entry & PTE.P)) return { valid: false, physicalAddress: 0n, pageSize: 0, writable: false, user: false, steps };
+    writable &&= (entry & PTE.RW) !== 0n;
+    user &&= (entry & PTE.US) !== 0n;
+    const large = f.large[level];
+    if (level === 1 || (large !== undefined && entry & PTE.PS)) {
+      const size = level === 1 ? PAGE : BigInt(large ?? 0x1000);
+      const base = entry & f.addressMask & ~(size - 1n);
+      return { valid: true, physicalAddress: base | (addr & (size - 1n)), pageSize: Number(size) as PageSize, writable, user, steps };
+    }
+    table = entry & f.addressMask;
+  }
+  throw new Error('unreachable');
+}
