@@ -29,6 +29,10 @@ export interface NativeVm {
   ): bigint;
   createVcpu(id: number): NativeVcpu;
   slotIds(): number[];
+  getDirtyLog(slot: number, bitmap: Uint8Array): void;
+  clearDirtyLog(slot: number, firstPage: bigint | number, numPages: number, bitmap: Uint8Array): void;
+  enableCap(cap: number, args: (bigint | number)[]): number;
+  getStatsFd(): number;
   close(): void;
 }
 
@@ -48,6 +52,7 @@ export interface NativeVcpu {
   setCpuid(entries: import('./cpuid').CpuidEntry[]): void;
   translate(address: bigint | number): import('./vcpu').Translation;
   setGuestDebug(control: number, debugregs: bigint[]): void;
+  getStatsFd(): number;
   close(): void;
 }
 
@@ -66,7 +71,7 @@ export interface NativeMemory {
 export interface Binding {
   Kvm: new (path: string) => NativeKvm;
   Memory: {
-    new (size: number, hugePages: boolean): NativeMemory;
+    new (size: number, thp: 1 | 0 | -1): NativeMemory;
     new (kind: 'arraybuffer' | 'shared' | 'wasm', source: object, view: Uint8Array): NativeMemory;
   };
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;

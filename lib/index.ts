@@ -24,3 +24,7 @@ export { PageTableBuilder, walkPageTables, PTE, type PagingMode, type PageSize, 
 export { setupMode, modeOf, type GuestMode, type Layout, type ModeOptions, type ModeSetup } from './modes';
 export { loadElf, loadFlat, ElfError, type LoadedProgram } from './loader';
 export { GuestError, guestError, disassemble } from './report';
+export { DirtyLog } from './dirty';
+export { KvmStats, type StatDescriptor, type StatType, type StatUnit } from './stats';
+export { gpaToHva, hvaToHpa, resolveGpa, type AddressChain, type HostPage } from './address';
+export { eptIndex, predictTree, tables, leaves, gfnsOf, newMmuPage, childAt, indexIn, type EptIndex, type MmuPage, type SptLeaf, type SptLink } from './ept';

@@ -21,8 +21,10 @@ const WasmMemoryClass = (globalThis as unknown as { WebAssembly?: { Memory: new 
 /** Options for {@link GuestMemory.allocate}. */
 export interface AllocateOptions {
   /**
-   * Align to 2 MiB and ask for transparent huge pages
-   * (`madvise(MADV_HUGEPAGE)`); the kernel may still use 4 KiB pages.
+   * true: align to 2 MiB and ask for transparent huge pages
+   * (`madvise(MADV_HUGEPAGE)`; the kernel may still use 4 KiB pages).
+   * false: refuse them (`MADV_NOHUGEPAGE`), so that every page is 4 KiB.
+   * Default: whatever the system's THP setting gives.
    */
   hugePages?: boolean;
 }
@@ -49,7 +51,7 @@ export class GuestMemory {
     if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
       throw argError(`memory size must be a positive multiple of ${PAGE_SIZE} bytes, got ${size}`);
     }
-    return new GuestMemory(new binding.Memory(size, options.hugePages === true));
+    return new GuestMemory(new binding.Memory(size, options.hugePages === undefined ? -1 : options.hugePages ? 1 : 0));
   }
 
   /**

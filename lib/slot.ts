@@ -1,4 +1,6 @@
 import type { NativeVm } from './binding';
+import { MemFlag } from './constants';
+import { DirtyLog } from './dirty';
 import { argError } from './errors';
 import type { GuestMemory } from './memory';
 import { PAGE_SIZE } from './memory';
@@ -88,6 +90,32 @@ export class MemorySlot {
   /** Changes the slot's flags, for example to start dirty logging (KVM_MR_FLAGS_ONLY). */
   setFlags(flags: number): void {
     this.#update(this.#gpa, flags);
+  }
+
+  /**
+   * `KVM_GET_DIRTY_LOG`: which pages the guest wrote since logging began or
+   * the last read (without manual protection, reading also resets the log;
+   * with it, {@link MemorySlot.clearDirtyLog} does). Needs the
+   * `LOG_DIRTY_PAGES` flag.
+   */
+  getDirtyLog(): DirtyLog {
+    if (!(this.#flags & MemFlag.LOG_DIRTY_PAGES)) {
+      throw argError(`slot ${this.id} does not log dirty pages; add MemFlag.LOG_DIRTY_PAGES with setFlags()`);
+    }
+    const bitmap = new Uint8Array(DirtyLog.bytesFor(this.npages));
+    this.#vm.getDirtyLog(this.id, bitmap);
+    return new DirtyLog(this.id, this.baseGfn, this.npages, bitmap);
+  }
+
+  /**
+   * `KVM_CLEAR_DIRTY_LOG` (manual protection, see
+   * {@link Vm.enableManualDirtyLogProtect}): clears and write-protects again
+   * the pages set in `log`, or every page. A cleared page stays clean until
+   * the guest writes it again.
+   */
+  clearDirtyLog(log?: DirtyLog): void {
+    const bitmap = log?.bitmap ?? new Uint8Array(DirtyLog.bytesFor(this.npages)).fill(0xff);
+    this.#vm.clearDirtyLog(this.id, 0, this.npages, bitmap);
   }
 
   /** Removes the slot from the VM (size 0); the memory is no longer pinned by it. */

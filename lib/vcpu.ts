@@ -1,6 +1,7 @@
 import type { NativeVcpu } from './binding';
 import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { guestError } from './report';
+import { KvmStats } from './stats';
 import type { Regs, RegsInput, Sregs, SregsInput } from './regs';
 import type { CpuidEntry } from './cpuid';
 import { binding } from './binding';
@@ -151,6 +152,11 @@ export class Vcpu {
   /** `KVM_SET_SREGS`; fields left out keep their values. */
   setSregs(sregs: SregsInput): void {
     this.native.setSregs(sregs);
+  }
+
+  /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
+  openStats(): KvmStats {
+    return new KvmStats(this.native.getStatsFd());
   }
 
   /** `KVM_SET_CPUID2`: the CPUID the guest sees, e.g. from {@link Kvm.getSupportedCpuid}. */

@@ -1,4 +1,6 @@
-import type { NativeVm } from './binding';
+import { binding, type NativeVm } from './binding';
+import { Cap } from './constants';
+import { KvmStats } from './stats';
 import type { Kvm } from './kvm';
 import { argError } from './errors';
 import type { GuestMemory } from './memory';
@@ -31,6 +33,7 @@ export class Vm {
   readonly native: NativeVm;
   readonly #slots = new Map<number, MemorySlot>();
   #nextVcpuId = 0;
+  #manualProtect = false;
 
   /** The KVM system this VM was created from. */
   readonly kvm: Kvm;
@@ -110,6 +113,35 @@ export class Vm {
       );
     }
     return slot.bytes.subarray(offset, offset + length);
+  }
+
+  /** Opens the VM's binary statistics (`KVM_GET_STATS_FD`): `pages_4k`, `pages_2m`, `pages_1g`, `mmu_*`... */
+  openStats(): KvmStats {
+    return new KvmStats(this.native.getStatsFd());
+  }
+
+  /** `KVM_ENABLE_CAP` on the VM; returns the ioctl's result. */
+  enableCap(cap: number, args: (bigint | number)[] = []): number {
+    return this.native.enableCap(cap, args);
+  }
+
+  /**
+   * Switches dirty logging to manual protection
+   * (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`): reading the log no longer
+   * clears it; {@link MemorySlot.clearDirtyLog} does. With
+   * `initiallySet`, a new dirty-logging slot starts all dirty. Call it
+   * before adding dirty-logging slots.
+   */
+  enableManualDirtyLogProtect(options: { initiallySet?: boolean } = {}): void {
+    const C = binding.constants;
+    const flags = (C.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ?? 1) | (options.initiallySet ? C.KVM_DIRTY_LOG_INITIALLY_SET ?? 2 : 0);
+    this.enableCap(Cap.MANUAL_DIRTY_LOG_PROTECT2, [flags]);
+    this.#manualProtect = true;
+  }
+
+  /** True after {@link Vm.enableManualDirtyLogProtect}. */
+  get manualDirtyLogProtect(): boolean {
+    return this.#manualProtect;
   }
 
   /** Creates a vCPU (`KVM_CREATE_VCPU`); ids default to 0, 1, 2... */

@@ -33,7 +33,8 @@ Napi::Function Memory::Define(Napi::Env env) {
                      });
 }
 
-// new Memory(size, hugePages) maps fresh memory;
+// new Memory(size, thp) maps fresh memory (thp: 1 ask for transparent huge
+// pages, 0 refuse them, -1 leave the system default);
 // new Memory(kind, source, view) borrows a caller's page-aligned buffer,
 // where view is a Uint8Array over all of it (N-API cannot read a
 // SharedArrayBuffer's address directly).
@@ -41,12 +42,13 @@ Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) 
   if (info[0].IsString()) {
     InitBorrowed(info);
   } else {
-    InitMapped(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()),
-               info[1].ToBoolean());
+    int thp = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
+    InitMapped(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()), thp);
   }
 }
 
-void Memory::InitMapped(Napi::Env env, size_t size, bool hugePages) {
+void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
+  bool hugePages = thp == 1;
   if (size == 0 || size % PageSize() != 0) {
     throw ArgError(env, "memory size must be a positive multiple of the page size (" +
                             std::to_string(PageSize()) + " bytes), got " + std::to_string(size));
@@ -67,6 +69,7 @@ void Memory::InitMapped(Napi::Env env, size_t size, bool hugePages) {
     base = reinterpret_cast<uint8_t*>(aligned);
     ::madvise(base, size, MADV_HUGEPAGE);  // advisory: THP may be off
   }
+  if (thp == 0) ::madvise(base, size, MADV_NOHUGEPAGE);
   mapping_ = std::make_shared<Mapping>(base, size);
   data_ = base;
   size_ = size;

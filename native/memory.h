@@ -31,7 +31,7 @@ class Memory : public Napi::ObjectWrap<Memory> {
  private:
   enum class Kind { kMapped, kArrayBuffer, kShared, kWasm };
 
-  void InitMapped(Napi::Env env, size_t size, bool hugePages);
+  void InitMapped(Napi::Env env, size_t size, int thp);
   void InitBorrowed(const Napi::CallbackInfo& info);
   Napi::Value GetBuffer(const Napi::CallbackInfo& info);
   Napi::Value GetSize(const Napi::CallbackInfo& info);

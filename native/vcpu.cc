@@ -241,6 +241,7 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceMethod<&Vcpu::SetCpuid>("setCpuid"),
                          InstanceMethod<&Vcpu::Translate>("translate"),
                          InstanceMethod<&Vcpu::SetGuestDebug>("setGuestDebug"),
+                         InstanceMethod<&Vcpu::GetStatsFd>("getStatsFd"),
                          InstanceMethod<&Vcpu::Close>("close"),
                          InstanceAccessor<&Vcpu::GetRunBuffer>("runBuffer"),
                          InstanceAccessor<&Vcpu::GetId>("id"),
@@ -425,6 +426,13 @@ void Vcpu::SetGuestDebug(const Napi::CallbackInfo& info) {
   if (IoctlRetry(Fd("KVM_SET_GUEST_DEBUG"), KVM_SET_GUEST_DEBUG, reinterpret_cast<unsigned long>(&dbg)) < 0) {
     throw SysError(env, errno, "KVM_SET_GUEST_DEBUG");
   }
+}
+
+// getStatsFd(): KVM_GET_STATS_FD on the vCPU. The caller owns the fd.
+Napi::Value Vcpu::GetStatsFd(const Napi::CallbackInfo& info) {
+  int r = IoctlRetry(Fd("KVM_GET_STATS_FD"), KVM_GET_STATS_FD, 0);
+  if (r < 0) throw SysError(info.Env(), errno, "KVM_GET_STATS_FD");
+  return Napi::Number::New(info.Env(), r);
 }
 
 Napi::Value Vcpu::GetRunBuffer(const Napi::CallbackInfo& info) {

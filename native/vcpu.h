@@ -86,6 +86,7 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   void SetCpuid(const Napi::CallbackInfo& info);
   Napi::Value Translate(const Napi::CallbackInfo& info);
   void SetGuestDebug(const Napi::CallbackInfo& info);
+  Napi::Value GetStatsFd(const Napi::CallbackInfo& info);
   Napi::Value GetRunBuffer(const Napi::CallbackInfo& info);
   Napi::Value GetId(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);

@@ -31,6 +31,10 @@ Napi::Function Vm::Define(Napi::Env env) {
                          InstanceMethod<&Vm::SetUserMemoryRegion>("setUserMemoryRegion"),
                          InstanceMethod<&Vm::CreateVcpu>("createVcpu"),
                          InstanceMethod<&Vm::SlotIds>("slotIds"),
+                         InstanceMethod<&Vm::GetDirtyLog>("getDirtyLog"),
+                         InstanceMethod<&Vm::ClearDirtyLog>("clearDirtyLog"),
+                         InstanceMethod<&Vm::EnableCap>("enableCap"),
+                         InstanceMethod<&Vm::GetStatsFd>("getStatsFd"),
                          InstanceMethod<&Vm::Close>("close"),
                          InstanceAccessor<&Vm::GetFd>("fd"),
                      });
@@ -182,6 +186,76 @@ Napi::Value Vm::SlotIds(const Napi::CallbackInfo& info) {
   uint32_t i = 0;
   for (const auto& entry : slots_) ids.Set(i++, Napi::Number::New(info.Env(), entry.first));
   return ids;
+}
+
+namespace {
+// KVM writes a whole number of 64-bit words per slot.
+size_t BitmapBytes(uint64_t npages) { return ((npages + 63) / 64) * 8; }
+
+Napi::Uint8Array BitmapArg(const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(v.Env(), "the dirty bitmap must be a Uint8Array");
+  }
+  return v.As<Napi::Uint8Array>();
+}
+}  // namespace
+
+// getDirtyLog(slot, bitmap): KVM_GET_DIRTY_LOG into a caller's buffer.
+void Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_GET_DIRTY_LOG");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  Napi::Uint8Array bitmap = BitmapArg(info[1]);
+  auto it = slots_.find(id);
+  if (it == slots_.end()) throw SysError(env, ENOENT, "KVM_GET_DIRTY_LOG", "no slot " + std::to_string(id));
+  if (bitmap.ByteLength() < BitmapBytes(it->second.size / PageSize())) {
+    throw Napi::RangeError::New(env, "the dirty bitmap is too small for the slot");
+  }
+  kvm_dirty_log log{};
+  log.slot = id;
+  log.dirty_bitmap = bitmap.Data();
+  if (IoctlRetry(fd, KVM_GET_DIRTY_LOG, reinterpret_cast<unsigned long>(&log)) < 0) {
+    throw SysError(env, errno, "KVM_GET_DIRTY_LOG", "slot " + std::to_string(id));
+  }
+}
+
+// clearDirtyLog(slot, firstPage, numPages, bitmap): KVM_CLEAR_DIRTY_LOG,
+// where bit i of bitmap clears page firstPage + i.
+void Vm::ClearDirtyLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_CLEAR_DIRTY_LOG");
+  kvm_clear_dirty_log c{};
+  c.slot = info[0].As<Napi::Number>().Uint32Value();
+  c.first_page = ToU64(info[1], "firstPage");
+  c.num_pages = info[2].As<Napi::Number>().Uint32Value();
+  Napi::Uint8Array bitmap = BitmapArg(info[3]);
+  if (bitmap.ByteLength() < BitmapBytes(c.num_pages)) throw Napi::RangeError::New(env, "the bitmap is too small for numPages");
+  c.dirty_bitmap = bitmap.Data();
+  if (IoctlRetry(fd, KVM_CLEAR_DIRTY_LOG, reinterpret_cast<unsigned long>(&c)) < 0) {
+    throw SysError(env, errno, "KVM_CLEAR_DIRTY_LOG", "slot " + std::to_string(c.slot));
+  }
+}
+
+// enableCap(cap, args[]): KVM_ENABLE_CAP on the VM.
+Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_ENABLE_CAP");
+  kvm_enable_cap cap{};
+  cap.cap = info[0].As<Napi::Number>().Uint32Value();
+  if (info[1].IsArray()) {
+    Napi::Array args = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < 4 && i < args.Length(); i++) cap.args[i] = ToU64(args.Get(i), "args");
+  }
+  int r = IoctlRetry(fd, KVM_ENABLE_CAP, reinterpret_cast<unsigned long>(&cap));
+  if (r < 0) throw SysError(env, errno, "KVM_ENABLE_CAP", "capability " + std::to_string(cap.cap));
+  return Napi::Number::New(env, r);
+}
+
+// getStatsFd(): KVM_GET_STATS_FD. The caller owns (and closes) the fd.
+Napi::Value Vm::GetStatsFd(const Napi::CallbackInfo& info) {
+  int r = IoctlRetry(Fd("KVM_GET_STATS_FD"), KVM_GET_STATS_FD, 0);
+  if (r < 0) throw SysError(info.Env(), errno, "KVM_GET_STATS_FD");
+  return Napi::Number::New(info.Env(), r);
 }
 
 Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) {

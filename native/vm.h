@@ -44,6 +44,10 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo& info);
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
   Napi::Value SlotIds(const Napi::CallbackInfo& info);
+  void GetDirtyLog(const Napi::CallbackInfo& info);
+  void ClearDirtyLog(const Napi::CallbackInfo& info);
+  Napi::Value EnableCap(const Napi::CallbackInfo& info);
+  Napi::Value GetStatsFd(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
   void CloseAll();

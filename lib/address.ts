@@ -1,0 +1,77 @@
+// Guest-physical -> slot -> host-virtual -> host-physical, the way KVM and
+// the host kernel resolve it.
+import { openSync, readSync, closeSync } from 'node:fs';
+import { PAGE_SIZE } from './memory';
+import type { MemorySlot } from './slot';
+import type { Vm } from './vm';
+
+const PAGE = BigInt(PAGE_SIZE);
+const SHIFT = BigInt(Math.log2(PAGE_SIZE));
+
+/** What `/proc/self/pagemap` says about one host page. */
+export interface HostPage {
+  hva: bigint;
+  /** The page is in RAM (the process has touched it). */
+  present: boolean;
+  swapped: boolean;
+  /** Host frame number; null when unknown (see `reason`). */
+  pfn: bigint | null;
+  /** Host-physical address of `hva`; null when unknown. */
+  hpa: bigint | null;
+  /** Why `pfn` is null. */
+  reason?: string;
+}
+
+/**
+ * Reads `/proc/self/pagemap` for a host virtual address of this process.
+ * Frame numbers need CAP_SYS_ADMIN; without it the kernel reports 0, and
+ * this says so instead of returning 0.
+ */
+export function hvaToHpa(hva: bigint): HostPage {
+  const entry = Buffer.alloc(8);
+  const fd = openSync('/proc/self/pagemap', 'r');
+  try {
+    readSync(fd, entry, 0, 8, Number(hva >> SHIFT) * 8);
+  } finally {
+    closeSync(fd);
+  }
+  const v = entry.readBigUInt64LE(0);
+  const present = (v >> 63n) & 1n ? true : false;
+  const swapped = (v >> 62n) & 1n ? true : false;
+  const pfn = v & ((1n << 55n) - 1n);
+  if (!present) return { hva, present, swapped, pfn: null, hpa: null, reason: swapped ? 'the page is swapped out' : 'the page is not in RAM yet (never touched)' };
+  if (pfn === 0n) {
+    return { hva, present, swapped, pfn: null, hpa: null, reason: 'frame numbers in /proc/self/pagemap need CAP_SYS_ADMIN (run as root)' };
+  }
+  return { hva, present, swapped, pfn, hpa: (pfn << SHIFT) | (hva & (PAGE - 1n)) };
+}
+
+/** The whole chain for one guest-physical address. */
+export interface AddressChain {
+  gpa: bigint;
+  gfn: bigint;
+  /** The slot holding it; undefined means guest accesses exit as MMIO. */
+  slot?: MemorySlot;
+  /** `userspace_addr + (gfn - base_gfn) * 4096 + offset`. */
+  hva?: bigint;
+  host?: HostPage;
+}
+
+/** `userspace_addr + (gfn - base_gfn) * PAGE_SIZE + offset`, or undefined outside every slot. */
+export function gpaToHva(vm: Vm, gpa: bigint | number): bigint | undefined {
+  const a = BigInt(gpa);
+  const slot = vm.findSlot(a);
+  if (!slot) return undefined;
+  const gfn = a >> SHIFT;
+  return slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE + (a & (PAGE - 1n));
+}
+
+/** GPA -> slot -> HVA -> HPA in one call. */
+export function resolveGpa(vm: Vm, gpa: bigint | number): AddressChain {
+  const a = BigInt(gpa);
+  const slot = vm.findSlot(a);
+  const chain: AddressChain = { gpa: a, gfn: a >> SHIFT };
+  if (!slot) return chain;
+  const hva = gpaToHva(vm, a)!;
+  return { ...chain, slot, hva, host: hvaToHpa(hva) };
+}
