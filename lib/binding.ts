@@ -72,7 +72,7 @@ export interface Binding {
   Kvm: new (path: string) => NativeKvm;
   Memory: {
     new (size: number, thp: 1 | 0 | -1): NativeMemory;
-    new (kind: 'arraybuffer' | 'shared' | 'wasm', source: object, view: Uint8Array): NativeMemory;
+    new (kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): NativeMemory;
   };
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;
   runLayout: Record<string, number>;

@@ -114,7 +114,9 @@ export function tables(root: MmuPage): MmuPage[] {
 
 /** Every leaf of a tree, in guest-frame order. */
 export function leaves(root: MmuPage): SptLeaf[] {
-  return tables(root).flatMap((p) => p.spt.filter((e): e is SptLeaf => e?.kind === 'leaf'));
+  return tables(root)
+    .flatMap((p) => p.spt.filter((e): e is SptLeaf => e?.kind === 'leaf'))
+    .sort((a, b) => (a.gfn < b.gfn ? -1 : a.gfn > b.gfn ? 1 : 0));
 }
 
 /** Guest frame numbers of a range of guest-physical memory. */

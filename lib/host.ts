@@ -3,6 +3,7 @@ import { release } from 'node:os';
 import { KvmError } from './errors';
 import { Kvm } from './kvm';
 import { GuestMemory } from './memory';
+import { traceUnavailable } from './trace';
 
 /** Which KVM backend module drives `/dev/kvm`. */
 export type VendorModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
@@ -32,6 +33,8 @@ export interface KvmProbe {
    * under QEMU's emulator ignores them.
    */
   hwBreakpoints: boolean;
+  /** Whether {@link MmuTrace} can record here (root, tracefs, kvmmmu events). */
+  mmuTrace: boolean;
 }
 
 function param(path: string): string | undefined {
@@ -64,7 +67,13 @@ export function probeKvm(path = '/dev/kvm'): KvmProbe {
       : vendorModule === 'kvm_amd'
         ? on(param(`${sys}/kvm_amd/parameters/npt`))
         : false;
-  const base = { vendorModule, tdp, tdpMmu: tdp && on(param(`${sys}/kvm/parameters/tdp_mmu`)), kernel: release() };
+  const base = {
+    vendorModule,
+    tdp,
+    tdpMmu: tdp && on(param(`${sys}/kvm/parameters/tdp_mmu`)),
+    kernel: release(),
+    mmuTrace: traceUnavailable() === undefined,
+  };
   let kvm: Kvm;
   try {
     kvm = Kvm.open(path);

@@ -28,3 +28,5 @@ export { DirtyLog } from './dirty';
 export { KvmStats, type StatDescriptor, type StatType, type StatUnit } from './stats';
 export { gpaToHva, hvaToHpa, resolveGpa, type AddressChain, type HostPage } from './address';
 export { eptIndex, predictTree, tables, leaves, gfnsOf, newMmuPage, childAt, indexIn, type EptIndex, type MmuPage, type SptLeaf, type SptLink } from './ept';
+export { MmuTrace, parseTrace, rebuildTdpTree, traceUnavailable, type MmuEvent, type SpteFormat } from './trace';
+export { renderMmuText, renderMmuSvg, type RenderOptions } from './render';

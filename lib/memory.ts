@@ -66,7 +66,7 @@ export class GuestMemory {
     if (WasmMemoryClass !== undefined && source instanceof WasmMemoryClass) {
       const shared = source.buffer instanceof SharedArrayBuffer;
       return new GuestMemory(
-        new binding.Memory(shared ? 'shared' : 'wasm', source, new Uint8Array(source.buffer)),
+        new binding.Memory(shared ? 'wasm-shared' : 'wasm', source, new Uint8Array(source.buffer)),
       );
     }
     if (source instanceof SharedArrayBuffer) {

@@ -90,6 +90,10 @@ void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
     kind_ = Kind::kShared;
   } else if (kind == "wasm") {
     kind_ = Kind::kWasm;
+    wasmSource_ = true;
+  } else if (kind == "wasm-shared") {
+    kind_ = Kind::kShared;  // never detached, never moved: no checks needed
+    wasmSource_ = true;
   } else {
     throw ArgError(env, "unknown memory kind " + kind);
   }
@@ -97,6 +101,7 @@ void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
   Napi::Uint8Array view = info[2].As<Napi::Uint8Array>();
   data_ = view.Data();
   size_ = view.ByteLength();
+  byteOffset_ = view.ByteOffset();
   size_t page = PageSize();
   if (size_ == 0 || size_ % page != 0) {
     throw ArgError(env, "guest memory buffer must be a positive multiple of " +
@@ -127,12 +132,13 @@ bool Memory::StillValid(Napi::Env env) const {
     return true;
   }
   (void)env;
-  return !ab.IsDetached() && ab.Data() == data_ && ab.ByteLength() >= size_;
+  return !ab.IsDetached() && static_cast<uint8_t*>(ab.Data()) + byteOffset_ == data_ &&
+         ab.ByteLength() >= byteOffset_ + size_;
 }
 
 Napi::Value Memory::GetBuffer(const Napi::CallbackInfo& info) {
-  if (kind_ == Kind::kWasm) return buffer_.Value().As<Napi::Object>().Get("buffer");
-  if (buffer_.IsEmpty()) return info.Env().Undefined();
+  if (closed_ || buffer_.IsEmpty()) return info.Env().Undefined();
+  if (wasmSource_) return buffer_.Value().As<Napi::Object>().Get("buffer");
   return buffer_.Value();
 }
 

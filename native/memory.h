@@ -27,6 +27,8 @@ class Memory : public Napi::ObjectWrap<Memory> {
     ++*pins_;
     return pins_;
   }
+  // The pages of addon-mapped memory (null for caller-owned buffers).
+  std::shared_ptr<Mapping> mapping() const { return mapping_; }
 
  private:
   enum class Kind { kMapped, kArrayBuffer, kShared, kWasm };
@@ -44,6 +46,8 @@ class Memory : public Napi::ObjectWrap<Memory> {
   Kind kind_ = Kind::kMapped;
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t byteOffset_ = 0;    // of data_ in the caller's buffer (views)
+  bool wasmSource_ = false;  // the source is a WebAssembly.Memory: read its .buffer
   std::shared_ptr<int> pins_ = std::make_shared<int>(0);  // slots that map this memory
   bool closed_ = false;
   std::shared_ptr<Mapping> mapping_;     // kMapped only

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <string>
+#include <system_error>
 
 #include "addon.h"
 #include "cpuid.h"
@@ -21,15 +22,21 @@ namespace {
 // is the EINTR. Real-time, so that it clashes with none of Node's signals.
 int KickSignal() { return SIGRTMIN + 3; }
 
-void InstallKickHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = [](int) {};
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
-    sigaction(KickSignal(), &sa, nullptr);
-  });
+// Installs the kick handler once; refuses to replace someone else's.
+void InstallKickHandler(Napi::Env env) {
+  static bool installed = false;
+  if (installed) return;
+  struct sigaction old {};
+  sigaction(KickSignal(), nullptr, &old);
+  if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
+    throw SysError(env, EBUSY, "sigaction", "signal SIGRTMIN+3, which node-kvm uses to kick vCPU threads, already has a handler");
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
+  sigaction(KickSignal(), &sa, nullptr);
+  installed = true;
 }
 
 struct PendingVcpu {
@@ -129,11 +136,22 @@ Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
 
 Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
   if (!worker_.joinable()) {
-    InstallKickHandler();
+    InstallKickHandler(env);
     tsfn_ = Tsfn::New(env, "node-kvm vCPU", 0, 1);
     tsfn_->Unref(env);
-    worker_ = std::thread([this] { WorkerLoop(); });
+    try {
+      worker_ = std::thread([this] { WorkerLoop(); });
+    } catch (const std::system_error& e) {
+      tsfn_->Release();
+      tsfn_.reset();
+      throw SysError(env, e.code().value(), "pthread_create", "the vCPU thread");
+    }
     workerHandle_ = worker_.native_handle();
+    // Registered after the ThreadSafeFunction, so that at teardown it runs
+    // first (hooks run newest first) and stops the thread while the
+    // function is still alive.
+    hookEnv_ = env;
+    napi_add_env_cleanup_hook(env, &VcpuCore::TeardownHook, this);
   }
   deferred_.emplace(Napi::Promise::Deferred::New(env));
   busy_ = true;
@@ -145,6 +163,13 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
   }
   cv_.notify_one();
   return deferred_->Promise();
+}
+
+void VcpuCore::TeardownHook(void* arg) {
+  auto* core = static_cast<VcpuCore*>(arg);
+  Napi::HandleScope scope(Napi::Env(core->hookEnv_));  // hooks run outside any scope
+  core->hookEnv_ = nullptr;  // running now: nothing to remove
+  core->Shutdown();
 }
 
 void VcpuCore::WorkerLoop() {
@@ -182,12 +207,12 @@ void VcpuCore::Finish(Napi::Env env, int ret, int err) {
   if (!deferred_) return;
   Napi::Promise::Deferred d = *deferred_;
   deferred_.reset();
+  if (!closed()) run()->immediate_exit = 0;  // a kick ends one run only
   if (closed()) {
     d.Reject(SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran").Value());
   } else if (ret < 0 && err != EINTR) {
     d.Reject(SysError(env, err, "KVM_RUN").Value());
   } else {
-    run()->immediate_exit = 0;
     // On EINTR KVM has set exit_reason to KVM_EXIT_INTR already.
     d.Resolve(Napi::Number::New(env, ret < 0 ? KVM_EXIT_INTR : run()->exit_reason));
   }
@@ -201,6 +226,10 @@ bool VcpuCore::Kick() {
 }
 
 void VcpuCore::Shutdown() {
+  if (hookEnv_ != nullptr) {
+    napi_remove_env_cleanup_hook(hookEnv_, &VcpuCore::TeardownHook, this);
+    hookEnv_ = nullptr;
+  }
   if (worker_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -284,6 +313,7 @@ Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_RUN", true);
   vm_->ValidateSlots(env);
+  core_->run()->immediate_exit = 0;
   if (::ioctl(fd, KVM_RUN, 0) < 0) {
     if (errno == EINTR) return Napi::Number::New(env, KVM_EXIT_INTR);
     throw SysError(env, errno, "KVM_RUN");

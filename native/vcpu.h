@@ -44,6 +44,7 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
     int err;
   };
   static void Deliver(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c);
+  static void TeardownHook(void* arg);
   using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, &VcpuCore::Deliver>;
 
   void WorkerLoop();
@@ -57,6 +58,7 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   bool busy_ = false;  // a runAsync() is in flight
   std::optional<Napi::Promise::Deferred> deferred_;
   std::optional<Tsfn> tsfn_;
+  napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
   std::thread worker_;
   pthread_t workerHandle_{};
   std::mutex mu_;

@@ -52,6 +52,17 @@ Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
   auto* pending = info[0].As<Napi::External<PendingVm>>().Data();
   fd_ = std::move(pending->fd);
   vcpuMmapSize_ = pending->vcpuMmapSize;
+  // At teardown finalizers run in any order (memory before VM); cleanup
+  // hooks run before all of them, so the VM closes first.
+  hookEnv_ = info.Env();
+  napi_add_env_cleanup_hook(hookEnv_, &Vm::TeardownHook, this);
+}
+
+void Vm::TeardownHook(void* arg) {
+  auto* vm = static_cast<Vm*>(arg);
+  Napi::HandleScope scope(Napi::Env(vm->hookEnv_));  // hooks run outside any scope
+  vm->hookEnv_ = nullptr;  // running now: nothing to remove
+  vm->CloseAll();
 }
 
 Vm::~Vm() { CloseAll(); }
@@ -144,7 +155,7 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
     bool borrowed = memory->NeedsValidation();
     if (borrowed) ++borrowedSlots_;
     slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, borrowed, memory,
-                            Napi::Persistent(memoryObj), memory->Pin()});
+                            Napi::Persistent(memoryObj), memory->Pin(), memory->mapping()});
   } else {
     it->second.flags = flags;
     it->second.gpa = gpa;
@@ -267,6 +278,10 @@ void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
 // vCPUs first (they hold the VM in the kernel), then the VM fd, and only
 // then the memory: KVM never sees a slot whose pages are gone.
 void Vm::CloseAll() {
+  if (hookEnv_ != nullptr) {
+    napi_remove_env_cleanup_hook(hookEnv_, &Vm::TeardownHook, this);
+    hookEnv_ = nullptr;
+  }
   for (auto& core : vcpus_) core->Shutdown();
   vcpus_.clear();
   fd_.Reset();

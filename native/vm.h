@@ -35,7 +35,10 @@ class Vm : public Napi::ObjectWrap<Vm> {
     Memory* memory;                   // alive through memoryRef
     Napi::ObjectReference memoryRef;  // keeps the memory alive while KVM maps it
     std::shared_ptr<int> pins;        // the memory's slot count
+    std::shared_ptr<Mapping> mapping; // mapped memory: its pages, whatever finalizes first
   };
+
+  static void TeardownHook(void* arg);
 
   int Fd(const char* syscall);
   Napi::Value CheckExtension(const Napi::CallbackInfo& info);
@@ -58,6 +61,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   std::map<uint32_t, Slot> slots_;
   size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
+  napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
 };
 
 }  // namespace nodekvm

@@ -1,7 +1,7 @@
 // kvm-test: smoke
 import { describe, expect, it } from 'vitest';
 import { gpaToHva, hvaToHpa, resolveGpa } from '../../lib';
-import { DATA, Toucher } from './toucher';
+import { DATA, Toucher } from '../../examples/toucher';
 
 describe('GPA -> slot -> HVA -> HPA', () => {
   it('follows a guest page through its slot to the host frame that backs it', () => {

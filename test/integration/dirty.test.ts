@@ -1,7 +1,7 @@
 // kvm-test: smoke
 import { describe, expect, it } from 'vitest';
 import { MemFlag } from '../../lib';
-import { DATA, Toucher } from './toucher';
+import { DATA, Toucher } from '../../examples/toucher';
 
 const PAGES_A = [0, 3, 7, 64, 100, 513, 1023];
 const at = (pages: number[]) => pages.map((p) => p * 4096 + 0x123);

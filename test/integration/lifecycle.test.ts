@@ -1,4 +1,6 @@
 // kvm-test: smoke
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestMemory, Kvm, KvmError, type Vm } from '../../lib';
 import { catchError, openFds, realModeGuest, runToExit } from './helpers';
@@ -90,3 +92,45 @@ function registerScratch(vm: Vm, firstByte: number): WeakRef<object> {
   vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0);
   return new WeakRef(scratch.native);
 }
+
+// Teardown runs finalizers in any order; these run in child processes so
+// that a crash shows as an exit code instead of taking the test runner down.
+describe('process and worker teardown', () => {
+  const lib = JSON.stringify(join(__dirname, '../../dist/index.js'));
+  const node = (script: string) => spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const guest = `
+    const k = require(${lib});
+    function guest(code) {
+      const kvm = k.Kvm.open();
+      const vm = kvm.createVm();
+      const memory = k.GuestMemory.allocate(0x10000);
+      memory.bytes.set(code, 0x1000);
+      vm.addSlot({ guestPhysAddr: 0, memory });
+      const vcpu = vm.createVcpu();
+      vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
+      vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+      return vcpu;
+    }`;
+
+  it('exits cleanly with vCPUs that ran on their threads and were never closed', () => {
+    // Kept reachable, so that only teardown finalizes them.
+    const r = node(`${guest}
+      globalThis.keep = [guest([0xf4]), guest([0xf4])];
+      Promise.all(keep.map((v) => v.runAsync())).then((e) => console.log(e.map((x) => x.reason).join()));`);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('hlt,hlt');
+    expect(r.status).toBe(0);
+  });
+
+  it('survives a worker terminated while its guest spins on a vCPU thread', () => {
+    const r = node(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(`${guest}
+        guest([0xeb, 0xfe]).runAsync();
+        require('node:worker_threads').parentPort.postMessage('spinning');`)}, { eval: true });
+      w.on('message', async () => { console.log('exit code', await w.terminate()); });`);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('exit code 1');
+    expect(r.status).toBe(0);
+  });
+});

@@ -31,6 +31,27 @@ describe('caller-owned guest memory', () => {
     expect(new Uint8Array(sab)[1]).toBe(100);
   });
 
+  it('maps a page-aligned view at an offset into its buffer, and runs a guest on it', () => {
+    const wasm = new WebAssembly.Memory({ initial: 2 });
+    using mem = GuestMemory.from(new Uint8Array(wasm.buffer, 0x10000, 0x10000));
+    using g = realModeGuest(INC_AT_0x10000);
+    g.vm.addSlot({ guestPhysAddr: 0x10000, memory: mem });
+    new Uint8Array(wasm.buffer)[0x10000] = 5;
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    expect(new Uint8Array(wasm.buffer)[0x10001]).toBe(6);
+    expect(mem.bytes[1]).toBe(6);
+  });
+
+  it('gives a shared WebAssembly.Memory\'s buffer, and EBADF once closed', () => {
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+    const mem = GuestMemory.from(shared);
+    expect(mem.kind).toBe('shared');
+    expect(mem.buffer).toBe(shared.buffer);
+    expect(mem.bytes.length).toBe(0x10000);
+    mem.close();
+    expect(catchError(() => mem.buffer)).toMatchObject({ code: 'EBADF' });
+  });
+
   it('maps a page-aligned view and rejects an unaligned one with the reason', () => {
     const wasm = new WebAssembly.Memory({ initial: 1 });
     using view = GuestMemory.from(new Uint8Array(wasm.buffer, 0x2000, 0x1000));

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runHello, GREETING } from '../../examples/hello-real-mode';
 import { describeKvm, leaves, predictTree, probeKvm, tables } from '../../lib';
-import { DATA, Toucher } from './toucher';
+import { DATA, Toucher } from '../../examples/toucher';
 
 const param = (p: string) => readFileSync(p, 'utf8').trim();
 

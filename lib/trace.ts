@@ -1,0 +1,178 @@
+// The second-level table KVM really built, rebuilt from the kvmmmu
+// tracepoints of this process's vCPU threads (root and tracefs needed).
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { childAt, indexIn, newMmuPage, type MmuPage, type SptLeaf } from './ept';
+
+/** Why tracing cannot be used here, or undefined when it can. */
+export function traceUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'reading kvmmmu tracepoints needs root (tracefs is root-only)';
+  if (!tracefsRoot()) return 'tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)';
+  if (!existsSync(`${tracefsRoot()}/events/kvmmmu`)) return 'this kernel has no kvmmmu tracepoints (is kvm loaded?)';
+  return undefined;
+}
+
+function tracefsRoot(): string | undefined {
+  return ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].find((d) => existsSync(`${d}/instances`));
+}
+
+/** One kvmmmu event, parsed from the trace. */
+export interface MmuEvent {
+  event: string;
+  pid: number;
+  fields: Record<string, string>;
+}
+
+const EVENTS = ['kvm_tdp_mmu_spte_changed', 'kvm_mmu_get_page', 'kvm_mmu_set_spte', 'kvm_mmu_spte_requested'];
+let instances = 0;
+
+/**
+ * Records kvmmmu events of this process's threads (and the vCPU threads it
+ * starts later) in a private tracefs instance, so the global trace is left
+ * alone. Record one VM at a time: the events do not say which VM.
+ */
+export class MmuTrace {
+  readonly #dir: string;
+  #stopped = false;
+  #lines: string[] = [];
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** Starts recording; throws with the reason when tracing is unavailable. */
+  static start(): MmuTrace {
+    const why = traceUnavailable();
+    if (why) throw new Error(`cannot trace the MMU: ${why}`);
+    const dir = `${tracefsRoot()}/instances/node-kvm-${process.pid}-${instances++}`;
+    mkdirSync(dir);
+    const t = new MmuTrace(dir);
+    try {
+      writeFileSync(`${dir}/buffer_size_kb`, '16384');
+      // This process and every thread it creates from now on (event-fork).
+      const tids = readdirSync('/proc/self/task');
+      writeFileSync(`${dir}/set_event_pid`, tids.join(' '));
+      writeFileSync(`${dir}/options/event-fork`, '1');
+      for (const e of EVENTS) {
+        if (existsSync(`${dir}/events/kvmmmu/${e}`)) writeFileSync(`${dir}/events/kvmmmu/${e}/enable`, '1');
+      }
+      writeFileSync(`${dir}/tracing_on`, '1');
+    } catch (e) {
+      t.#remove();
+      throw e;
+    }
+    return t;
+  }
+
+  /** Stops recording and returns the events, oldest first. Idempotent. */
+  stop(): MmuEvent[] {
+    if (!this.#stopped) {
+      writeFileSync(`${this.#dir}/tracing_on`, '0');
+      this.#lines = readFileSync(`${this.#dir}/trace`, 'utf8').split('\n');
+      this.#remove();
+      this.#stopped = true;
+    }
+    return parseTrace(this.#lines);
+  }
+
+  /** Same as {@link MmuTrace.stop}, for `using`. */
+  [Symbol.dispose](): void {
+    this.stop();
+  }
+
+  #remove(): void {
+    for (const e of EVENTS) {
+      const f = `${this.#dir}/events/kvmmmu/${e}/enable`;
+      if (existsSync(f)) writeFileSync(f, '0');
+    }
+    rmdirSync(this.#dir);
+  }
+}
+
+// "<task>-<pid> [cpu] flags time: event: details"
+const LINE = /^\s*.+?-(\d+)\s+\[\d+\].*?:\s+(kvm_\w+):\s+(.*)$/;
+
+// The details of each event, by its TP_printk format.
+const FORMATS: Record<string, [RegExp, string[]]> = {
+  kvm_tdp_mmu_spte_changed: [
+    /^as id (\d+) gfn ([0-9a-f]+) level (\d+) old_spte ([0-9a-f]+) new_spte ([0-9a-f]+)/,
+    ['as_id', 'gfn', 'level', 'old_spte', 'new_spte'],
+  ],
+  kvm_mmu_set_spte: [/^gfn ([0-9a-f]+) spte ([0-9a-f]+) \((\S*)\) level (\d+) at ([0-9a-f]+)/, ['gfn', 'spte', 'access', 'level', 'at']],
+  kvm_mmu_spte_requested: [/^gfn ([0-9a-f]+) pfn ([0-9a-f]+) level (\d+)/, ['gfn', 'pfn', 'level']],
+  kvm_mmu_get_page: [
+    /^sp gen (\d+) gfn ([0-9a-f]+) l(\d+) (\d+)-byte q(\d+)( direct)? .*\b(new|existing)$/,
+    ['gen', 'gfn', 'level', 'gpte_bytes', 'quadrant', 'direct', 'created'],
+  ],
+};
+
+/** Parses tracefs text lines of kvmmmu events (others are skipped); numbers stay as printed (hex for gfn, spte, pfn). */
+export function parseTrace(lines: string[]): MmuEvent[] {
+  const out: MmuEvent[] = [];
+  for (const line of lines) {
+    const m = LINE.exec(line);
+    const format = m && FORMATS[m[2]!];
+    const d = format && format[0].exec(m[3]!);
+    if (!m || !format || !d) continue;
+    const fields: Record<string, string> = {};
+    format[1].forEach((name, i) => {
+      fields[name] = (d[i + 1] ?? '').trim();
+    });
+    out.push({ event: m[2]!, pid: Number(m[1]), fields });
+  }
+  return out;
+}
+
+/** How to read SPTE bits: EPT (Intel) or the x86 page-table format of NPT (AMD). */
+export type SpteFormat = 'ept' | 'npt';
+
+const PRESENT = 1n << 11n; // SPTE_MMU_PRESENT_MASK, KVM's software bit
+const PS = 1n << 7n;
+const PFN_MASK = ((1n << 52n) - 1n) & ~0xfffn;
+
+/**
+ * Rebuilds the TDP MMU's table tree from `kvm_tdp_mmu_spte_changed`
+ * events: the last value of each entry wins, non-present entries are
+ * dropped, leaves carry their host frame and permissions, and each
+ * non-leaf entry links to its child table, whose host frame it holds.
+ */
+export function rebuildTdpTree(events: MmuEvent[], format: SpteFormat): MmuPage {
+  const latest = new Map<string, { level: number; gfn: bigint; spte: bigint }>();
+  for (const e of events) {
+    if (e.event !== 'kvm_tdp_mmu_spte_changed' || (e.fields.as_id ?? '0') !== '0') continue;
+    const level = Number(e.fields.level);
+    const gfn = BigInt(`0x${e.fields.gfn}`);
+    latest.set(`${level}:${gfn}`, { level, gfn, spte: BigInt(`0x${e.fields.new_spte}`) });
+  }
+  const root = newMmuPage(4, 0n);
+  // Parents first, so that children find their table's frame already set.
+  const entries = [...latest.values()].filter((x) => x.spte & PRESENT).sort((a, b) => b.level - a.level || Number(a.gfn - b.gfn));
+  for (const { level, gfn, spte } of entries) {
+    let table = root;
+    while (table.level > level) table = childAt(table, indexIn(table.level, gfn));
+    const index = indexIn(level, gfn);
+    const pfn = (spte & PFN_MASK) >> 12n;
+    if (level === 1 || spte & PS) {
+      table.spt[index] = leafOf(gfn, level, pfn, spte, format);
+    } else {
+      const child = childAt(table, index);
+      child.pfn = pfn;
+      const link = table.spt[index];
+      if (link?.kind === 'table') link.spte = spte;
+    }
+  }
+  return root;
+}
+
+function leafOf(gfn: bigint, level: number, pfn: bigint, spte: bigint, format: SpteFormat): SptLeaf {
+  // A large leaf's low frame bits hold attributes (PAT), not address.
+  const frames = (1n << (9n * BigInt(level - 1))) - 1n;
+  return {
+    kind: 'leaf',
+    gfn,
+    level,
+    pfn: pfn & ~frames,
+    spte,
+    writable: (spte & 2n) !== 0n,
+    executable: format === 'ept' ? (spte & 4n) !== 0n : (spte >> 63n) === 0n,
+  };
+}
