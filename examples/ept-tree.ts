@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  MmuTrace, describeKvm, predictTree, probeKvm, rebuildTdpTree, renderMmuSvg, renderMmuText, traceUnavailable, type MmuPage,
+  MmuTrace, describeKvm, predictTree, probeKvm, rebuildMmuTree, renderMmuSvg, renderMmuText, traceUnavailable, type MmuPage,
 } from '../lib';
 import { DATA, Toucher } from './toucher';
 
@@ -30,8 +30,12 @@ export function drawEptTree(huge = false): EptPicture {
     using t = new Toucher({ hugePages: huge, dataSize: 0x600000 });
     t.touch(OFFSETS);
     if (trace) {
-      tree = rebuildTdpTree(trace.stop(), probe.vendorModule === 'kvm_intel' ? 'ept' : 'npt');
-      source = `source: kvmmmu:kvm_tdp_mmu_spte_changed, traced (${describeKvm(probe)})`;
+      const rebuilt = rebuildMmuTree(trace.stop(), probe.vendorModule === 'kvm_intel' ? 'ept' : 'npt');
+      tree = rebuilt.tree;
+      source =
+        rebuilt.mmu === 'tdp'
+          ? `source: kvmmmu:kvm_tdp_mmu_spte_changed, traced (${describeKvm(probe)})`
+          : `source: kvmmmu:kvm_mmu_get_page + kvm_mmu_set_spte, traced, links inferred (${describeKvm(probe)})`;
     } else {
       tree = predictTree(OFFSETS.map((o) => BigInt((DATA + o) / 4096)), huge ? 2 : 1);
       source = `source: geometry only, predicted for the touched pages (${why})`;

@@ -57,7 +57,7 @@ export interface AddressChain {
   host?: HostPage;
 }
 
-/** `userspace_addr + (gfn - base_gfn) * PAGE_SIZE + offset`, or undefined outside every slot. */
+/** @internal See {@link Vm.gpaToHva}. */
 export function gpaToHva(vm: Vm, gpa: bigint | number): bigint | undefined {
   const a = BigInt(gpa);
   const slot = vm.findSlot(a);
@@ -66,12 +66,12 @@ export function gpaToHva(vm: Vm, gpa: bigint | number): bigint | undefined {
   return slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE + (a & (PAGE - 1n));
 }
 
-/** GPA -> slot -> HVA -> HPA in one call. */
+/** @internal See {@link Vm.resolveGpa}. */
 export function resolveGpa(vm: Vm, gpa: bigint | number): AddressChain {
   const a = BigInt(gpa);
   const slot = vm.findSlot(a);
   const chain: AddressChain = { gpa: a, gfn: a >> SHIFT };
   if (!slot) return chain;
-  const hva = gpaToHva(vm, a)!;
+  const hva = slot.userspaceAddr + (chain.gfn - slot.baseGfn) * PAGE + (a & (PAGE - 1n));
   return { ...chain, slot, hva, host: hvaToHpa(hva) };
 }

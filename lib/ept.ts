@@ -45,6 +45,8 @@ export interface SptLink {
   kind: 'table';
   child: MmuPage;
   spte?: bigint;
+  /** The link was placed by geometry, not read from a traced SPTE. */
+  inferred?: boolean;
 }
 
 /** One 512-entry table page, as the kernel's `struct kvm_mmu_page` describes it. */

@@ -32,7 +32,7 @@ export function renderMmuText(root: MmuPage, options: RenderOptions = {}): strin
       const last = n === used.length - 1;
       const branch = `${prefix}${last ? '└─' : '├─'} spt[${i}] `;
       const next = `${prefix}${last ? '   ' : '│  '}`;
-      if (e!.kind === 'table') walk(e!.child, next, `${branch}-> `);
+      if (e!.kind === 'table') walk(e!.child, next, `${branch}${e!.inferred ? '-> (inferred) ' : '-> '}`);
       else lines.push(`${branch}${leafLabel(e!)}`);
     });
   };
@@ -59,7 +59,7 @@ export function renderMmuSvg(root: MmuPage, options: RenderOptions = {}): string
     const shown = used.slice(0, maxRows);
     const rows = shown.map(([i, e]) =>
       e!.kind === 'table'
-        ? `spt[${i}] -> level ${e!.child.level} table${e!.child.pfn === undefined ? '' : ` @ pfn ${hex(e!.child.pfn)}`}`
+        ? `spt[${i}] -> level ${e!.child.level} table${e!.child.pfn === undefined ? '' : ` @ pfn ${hex(e!.child.pfn)}`}${e!.inferred ? ' (inferred)' : ''}`
         : `spt[${i}] ${leafLabel(e!)}`,
     );
     if (used.length > shown.length) rows.push(`… ${used.length - shown.length} more entries`);

@@ -129,26 +129,49 @@ const PRESENT = 1n << 11n; // SPTE_MMU_PRESENT_MASK, KVM's software bit
 const PS = 1n << 7n;
 const PFN_MASK = ((1n << 52n) - 1n) & ~0xfffn;
 
+/** Which MMU built a traced tree, and how its links are known. */
+export interface RebuiltTree {
+  tree: MmuPage;
+  /**
+   * `tdp`: KVM's TDP MMU; every link comes from a traced SPTE.
+   * `legacy`: the legacy MMU over EPT/NPT; leaves and their tables' frames
+   * come from `kvm_mmu_set_spte`, links between tables from geometry
+   * (no tracepoint records them).
+   */
+  mmu: 'tdp' | 'legacy';
+}
+
 /**
- * Rebuilds the TDP MMU's table tree from `kvm_tdp_mmu_spte_changed`
- * events: the last value of each entry wins, non-present entries are
- * dropped, leaves carry their host frame and permissions, and each
- * non-leaf entry links to its child table, whose host frame it holds.
+ * Rebuilds the second-level table tree KVM built, from the events of
+ * {@link MmuTrace}: with the TDP MMU from `kvm_tdp_mmu_spte_changed` (last
+ * value wins, non-present entries dropped, each link holding its child's
+ * frame); with the legacy MMU over EPT/NPT from `kvm_mmu_get_page` and
+ * `kvm_mmu_set_spte`. Shadow paging is refused: its tables follow the
+ * guest's virtual addresses, not guest-physical ones.
  */
-export function rebuildTdpTree(events: MmuEvent[], format: SpteFormat): MmuPage {
+export function rebuildMmuTree(events: MmuEvent[], format: SpteFormat): RebuiltTree {
+  if (events.some((e) => e.event === 'kvm_tdp_mmu_spte_changed')) return { tree: rebuildTdp(events, format), mmu: 'tdp' };
+  if (events.some((e) => e.event === 'kvm_mmu_get_page' && e.fields.direct !== 'direct')) {
+    throw new Error('these events come from shadow paging, whose tables map guest-virtual addresses; there is no guest-physical tree to rebuild');
+  }
+  return { tree: rebuildLegacy(events, format), mmu: 'legacy' };
+}
+
+const hexBig = (s: string | undefined) => BigInt(`0x${s ?? '0'}`);
+
+function rebuildTdp(events: MmuEvent[], format: SpteFormat): MmuPage {
   const latest = new Map<string, { level: number; gfn: bigint; spte: bigint }>();
   for (const e of events) {
     if (e.event !== 'kvm_tdp_mmu_spte_changed' || (e.fields.as_id ?? '0') !== '0') continue;
     const level = Number(e.fields.level);
-    const gfn = BigInt(`0x${e.fields.gfn}`);
-    latest.set(`${level}:${gfn}`, { level, gfn, spte: BigInt(`0x${e.fields.new_spte}`) });
+    const gfn = hexBig(e.fields.gfn);
+    latest.set(`${level}:${gfn}`, { level, gfn, spte: hexBig(e.fields.new_spte) });
   }
   const root = newMmuPage(4, 0n);
   // Parents first, so that children find their table's frame already set.
   const entries = [...latest.values()].filter((x) => x.spte & PRESENT).sort((a, b) => b.level - a.level || Number(a.gfn - b.gfn));
   for (const { level, gfn, spte } of entries) {
-    let table = root;
-    while (table.level > level) table = childAt(table, indexIn(table.level, gfn));
+    const table = tableFor(root, level, gfn);
     const index = indexIn(level, gfn);
     const pfn = (spte & PFN_MASK) >> 12n;
     if (level === 1 || spte & PS) {
@@ -161,6 +184,47 @@ export function rebuildTdpTree(events: MmuEvent[], format: SpteFormat): MmuPage 
     }
   }
   return root;
+}
+
+function rebuildLegacy(events: MmuEvent[], format: SpteFormat): MmuPage {
+  const root = newMmuPage(4, 0n);
+  for (const e of events) {
+    const level = Number(e.fields.level);
+    const gfn = hexBig(e.fields.gfn);
+    if (e.event === 'kvm_mmu_get_page' && level < 4) {
+      markInferred(root, level + 1, gfn);
+    } else if (e.event === 'kvm_mmu_set_spte') {
+      const spte = hexBig(e.fields.spte);
+      const table = tableFor(root, level, gfn);
+      const at = hexBig(e.fields.at); // physical address of the SPTE itself
+      table.pfn = at >> 12n;
+      const index = Number((at & 0xfffn) / 8n);
+      if (index !== indexIn(level, gfn)) throw new Error(`SPTE for gfn 0x${gfn.toString(16)} at index ${index}, expected ${indexIn(level, gfn)}`);
+      table.spt[index] = spte & PRESENT ? leafOf(gfn, level, (spte & PFN_MASK) >> 12n, spte, format) : null;
+    }
+  }
+  markAllInferred(root);
+  return root;
+}
+
+// The table at `level` that holds `gfn`'s entry, created along the way.
+function tableFor(root: MmuPage, level: number, gfn: bigint): MmuPage {
+  let table = root;
+  while (table.level > level) table = childAt(table, indexIn(table.level, gfn));
+  return table;
+}
+
+function markInferred(root: MmuPage, parentLevel: number, gfn: bigint): void {
+  const parent = tableFor(root, parentLevel, gfn);
+  childAt(parent, indexIn(parentLevel, gfn));
+}
+
+function markAllInferred(page: MmuPage): void {
+  for (const e of page.spt) {
+    if (e?.kind !== 'table') continue;
+    e.inferred = true;
+    markAllInferred(e.child);
+  }
 }
 
 function leafOf(gfn: bigint, level: number, pfn: bigint, spte: bigint, format: SpteFormat): SptLeaf {

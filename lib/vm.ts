@@ -1,3 +1,4 @@
+import { gpaToHva, resolveGpa, type AddressChain } from './address';
 import { binding, type NativeVm } from './binding';
 import { Cap } from './constants';
 import { KvmStats } from './stats';
@@ -113,6 +114,20 @@ export class Vm {
       );
     }
     return slot.bytes.subarray(offset, offset + length);
+  }
+
+  /**
+   * The host virtual address behind a guest-physical one, as KVM computes
+   * it: `userspace_addr + (gfn - base_gfn) * 4096 + offset`. Undefined
+   * outside every slot (such accesses exit as MMIO).
+   */
+  gpaToHva(gpa: bigint | number): bigint | undefined {
+    return gpaToHva(this, gpa);
+  }
+
+  /** GPA -> slot -> HVA -> HPA (the last through `/proc/self/pagemap`) in one call. */
+  resolveGpa(gpa: bigint | number): AddressChain {
+    return resolveGpa(this, gpa);
   }
 
   /** Opens the VM's binary statistics (`KVM_GET_STATS_FD`): `pages_4k`, `pages_2m`, `pages_1g`, `mmu_*`... */

@@ -26,7 +26,21 @@ export function features(probe) {
     paging32: probe.vendorModule !== 'kvm_pvm',
     hw_breakpoints: probe.hwBreakpoints === true,
     mmu_trace: probe.mmuTrace === true,
+    legacy_mmu: probe.tdp && !probe.tdpMmu,
   };
+}
+
+/**
+ * Extra sandboxes, booted with other module parameters, for files whose
+ * needs the default sandbox does not meet. Each lists what it provides.
+ */
+export const SANDBOX_PROFILES = [
+  { name: 'legacy MMU', moduleParams: { kvm: { tdp_mmu: 0 } }, provides: ['legacy_mmu'] },
+];
+
+/** The profile that serves a file, if one does. */
+export function profileFor(file) {
+  return SANDBOX_PROFILES.find((p) => file.needs.some((n) => p.provides.includes(n)));
 }
 
 /** The needs of `file` that a KVM with `feats` lacks. */
@@ -37,7 +51,8 @@ export function lacks(file, feats) {
 /**
  * Splits the files between the host's KVM and the sandbox.
  * target: 'host' | 'sandbox' | 'both'. Returns the files for each place
- * (null: not run there) and, when the host was required but unusable, why.
+ * (null: not run there), the files for each extra sandbox profile, and,
+ * when the host was required but unusable, why.
  */
 export function plan(target, hostProbe, files) {
   const hostUsable = target !== 'sandbox' && hostProbe.usable;
@@ -47,6 +62,15 @@ export function plan(target, hostProbe, files) {
     // Beside a usable host KVM: what the host lacks, plus the smoke set so that the sandbox never rots.
     sandbox = hostUsable ? files.filter((f) => f.smoke || lacks(f, features(hostProbe)).length > 0) : files;
   }
+  // Files for a profile go to its own sandbox instead of the default one.
+  const profiles = [];
+  if (sandbox) {
+    for (const p of SANDBOX_PROFILES) {
+      const mine = sandbox.filter((f) => profileFor(f) === p);
+      if (mine.length) profiles.push({ profile: p, files: mine });
+    }
+    sandbox = sandbox.filter((f) => !profileFor(f));
+  }
   const hostError = target === 'host' && !hostProbe.usable ? `no usable /dev/kvm: ${hostProbe.reason}` : undefined;
-  return { host, sandbox, hostError };
+  return { host, sandbox, profiles, hostError };
 }

@@ -110,7 +110,7 @@ buildGuests();
 
 const all = integrationFiles();
 const hostProbe = lib.probeKvm();
-const { host, sandbox, hostError } = plan(target, hostProbe, all);
+const { host, sandbox, profiles, hostError } = plan(target, hostProbe, all);
 if (hostError) {
   phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: hostError });
 } else if (host) {
@@ -120,29 +120,38 @@ if (hostError) {
   console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
 }
 
-if (sandbox) {
-  const why = host ? 'what the host lacks + smoke set' : 'the whole suite';
-  console.log(`\n=== sandbox: booting a nested KVM under QEMU for ${why} (${sandbox.length} files) ===`);
-  const summary = join(resultsDir, 'sandbox-summary.json');
+/** Runs `files` in a sandbox (with `moduleParams`, if given) and returns the phase. */
+async function sandboxPhase(files, label, moduleParams) {
+  const summary = join(resultsDir, `sandbox-${phases.length}.json`);
   mkdirSync(resultsDir, { recursive: true });
   rmSync(summary, { force: true });
-  let phase;
   try {
     const { runInSandbox } = await import('../sandbox/sandbox.mjs');
     const r = await runInSandbox({
-      command: [process.execPath, 'scripts/test.mjs', '--inner', summary, ...sandbox.map((f) => f.file)],
+      command: [process.execPath, 'scripts/test.mjs', '--inner', summary, ...files.map((f) => f.file)],
       cwd: root,
+      ...(moduleParams ? { moduleParams } : {}),
       // The sandbox's output is a pipe; colour it only for a terminal here.
       env: process.stdout.isTTY ? { FORCE_COLOR: '1' } : { NO_COLOR: '1' },
     });
     if (!existsSync(summary)) throw new Error(`the sandbox run ended (exit ${r.exitCode}) without a result file`);
     const s = JSON.parse(readFileSync(summary, 'utf8'));
-    phase = { label: `integration in the sandbox (${s.where.replace(/^sandbox: /, '')}; booted in ${(r.info.bootMs / 1000).toFixed(1)} s)`, ...s };
-    if (!s.error && r.exitCode !== 0 && !s.failed) phase = { ...phase, failed: 1, error: `sandbox exited with ${r.exitCode}` };
+    const phase = { label: `${label} (${s.where.replace(/^sandbox: /, '')}; booted in ${(r.info.bootMs / 1000).toFixed(1)} s)`, ...s };
+    return !s.error && r.exitCode !== 0 && !s.failed ? { ...phase, failed: 1, error: `sandbox exited with ${r.exitCode}` } : phase;
   } catch (e) {
-    phase = { label: 'integration in the sandbox', passed: 0, failed: 1, skipped: 0, error: e.message };
+    return { label, passed: 0, failed: 1, skipped: 0, error: e.message };
   }
-  phases.push(phase);
+}
+
+if (sandbox) {
+  const why = host ? 'what the host lacks + smoke set' : 'the whole suite';
+  console.log(`\n=== sandbox: booting a nested KVM under QEMU for ${why} (${sandbox.length} files) ===`);
+  phases.push(await sandboxPhase(sandbox, 'integration in the sandbox'));
+}
+for (const { profile, files } of profiles) {
+  const params = Object.entries(profile.moduleParams).flatMap(([m, ps]) => Object.entries(ps).map(([k, v]) => `${m}.${k}=${v}`)).join(' ');
+  console.log(`\n=== sandbox, ${profile.name} (${params}): ${files.length} files ===`);
+  phases.push(await sandboxPhase(files, `integration in the sandbox, ${profile.name}`, profile.moduleParams));
 }
 
 // Files that no KVM in this run could serve: reported, their tests counted as skipped.

@@ -1,18 +1,18 @@
 // kvm-test: smoke
 import { describe, expect, it } from 'vitest';
-import { gpaToHva, hvaToHpa, resolveGpa } from '../../lib';
+import { hvaToHpa } from '../../lib';
 import { DATA, Toucher } from '../../examples/toucher';
 
 describe('GPA -> slot -> HVA -> HPA', () => {
   it('follows a guest page through its slot to the host frame that backs it', () => {
     using t = new Toucher();
     t.touch([0x3000 + 0x10]);
-    const chain = resolveGpa(t.vm, DATA + 0x3010);
+    const chain = t.vm.resolveGpa(DATA + 0x3010);
     expect(chain.slot?.id).toBe(1);
     expect(chain.gfn).toBe(BigInt((DATA + 0x3000) / 4096));
     // userspace_addr + (gfn - base_gfn) * 4096 + offset
     expect(chain.hva).toBe(t.data.address + 0x3010n);
-    expect(gpaToHva(t.vm, DATA + 0x3010)).toBe(chain.hva);
+    expect(t.vm.gpaToHva(DATA + 0x3010)).toBe(chain.hva);
     expect(chain.host?.present).toBe(true);
     if (process.getuid?.() === 0) {
       // Root reads frame numbers: the page offset carries over.
@@ -29,9 +29,9 @@ describe('GPA -> slot -> HVA -> HPA', () => {
     const untouched = hvaToHpa(t.data.address + 0x100000n);
     expect(untouched).toMatchObject({ present: false, pfn: null, hpa: null });
     expect(untouched.reason).toMatch(/never touched/);
-    const mmio = resolveGpa(t.vm, 0xfee00000);
+    const mmio = t.vm.resolveGpa(0xfee00000);
     expect(mmio.slot).toBeUndefined();
     expect(mmio.hva).toBeUndefined();
-    expect(gpaToHva(t.vm, 0xfee00000)).toBeUndefined();
+    expect(t.vm.gpaToHva(0xfee00000)).toBeUndefined();
   });
 });

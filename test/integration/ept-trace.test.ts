@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { drawEptTree, OFFSETS } from '../../examples/ept-tree';
 import { DATA, Toucher } from '../../examples/toucher';
-import { MmuTrace, leaves, predictTree, probeKvm, rebuildTdpTree, resolveGpa, tables, type MmuPage } from '../../lib';
+import { MmuTrace, leaves, predictTree, probeKvm, rebuildMmuTree, tables, type MmuPage } from '../../lib';
 
 const GFN = (o: number) => BigInt((DATA + o) / 4096);
 const inData = (gfn: bigint, size: number) => gfn >= GFN(0) && gfn < GFN(size);
@@ -13,11 +13,12 @@ function traced(huge: boolean, offsets: number[]) {
   const trace = MmuTrace.start();
   using t = new Toucher({ hugePages: huge, dataSize: 0x600000 });
   t.touch(offsets);
-  const tree = rebuildTdpTree(trace.stop(), format);
+  const { tree, mmu } = rebuildMmuTree(trace.stop(), format);
+  if (mmu !== 'tdp') throw new Error(`expected the TDP MMU, traced ${mmu}`);
   using stats = t.vm.openStats();
   const counters = { pages4k: stats.get('pages_4k'), pages2m: stats.get('pages_2m') };
   // Host frames from pagemap, for every leaf, while the memory still exists.
-  const pagemap = new Map(leaves(tree).map((l) => [l.gfn, resolveGpa(t.vm, l.gfn * 4096n).host?.pfn]));
+  const pagemap = new Map(leaves(tree).map((l) => [l.gfn, t.vm.resolveGpa(l.gfn * 4096n).host?.pfn]));
   return { tree, counters, pagemap };
 }
 

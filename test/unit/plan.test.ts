@@ -40,6 +40,15 @@ describe('test placement', () => {
     expect(p.hostError).toBeUndefined();
   });
 
+  it('sends files that need the legacy MMU to a sandbox booted with kvm.tdp_mmu=0', () => {
+    const legacy = parseTag('e.test.ts', '// kvm-test: needs=tdp,legacy_mmu\nit(1)');
+    const p = plan('both', none, [...files, legacy]);
+    expect(names(p.sandbox)).toEqual(['a.test.ts', 'b.test.ts', 'c.test.ts', 'd.test.ts']);
+    expect(p.profiles.map((x: { profile: { moduleParams: unknown }; files: File[] }) => [x.profile.moduleParams, names(x.files)])).toEqual([
+      [{ kvm: { tdp_mmu: 0 } }, ['e.test.ts']],
+    ]);
+  });
+
   it('honours NODE_KVM_TEST_TARGET', () => {
     expect(plan('host', pvm, files).sandbox).toBeNull();
     expect(plan('host', none, files).hostError).toMatch(/ENOENT/);
@@ -59,6 +68,7 @@ describe('features', () => {
       paging32: false,
       hw_breakpoints: true,
       mmu_trace: true,
+      legacy_mmu: false,
     });
     expect(features({ vendorModule: 'kvm_amd', tdp: true, tdpMmu: true, hwBreakpoints: false, mmuTrace: false })).toEqual({
       tdp: true,
@@ -66,6 +76,7 @@ describe('features', () => {
       paging32: true,
       hw_breakpoints: false,
       mmu_trace: false,
+      legacy_mmu: false,
     });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { leaves, parseTrace, rebuildTdpTree, tables } from '../../lib';
+import { leaves, parseTrace, rebuildMmuTree, tables } from '../../lib';
 
 // Lines as the 6.1 kernel prints them (TP_printk formats of kvmmmu), with
 // SPTE values seen on kvm_amd: non-leaf 0x...827, 4 KiB leaf 0x...e67,
@@ -29,7 +29,7 @@ describe('kvmmmu trace parsing', () => {
   });
 
   it('rebuilds the TDP tree: last value wins, removed entries go, links carry the child frame', () => {
-    const root = rebuildTdpTree(parseTrace(TRACE), 'npt');
+    const root = rebuildMmuTree(parseTrace(TRACE), 'npt').tree;
     expect(tables(root).map((t) => [t.level, t.pfn])).toEqual([[4, undefined], [3, 0x10735n], [2, 0x10734n], [1, 0x10733n]]);
     expect(leaves(root).map((l) => [l.gfn, l.level, l.pfn, l.writable, l.executable])).toEqual([
       [0x10n, 1, 0xc335n, true, true],
@@ -37,5 +37,44 @@ describe('kvmmmu trace parsing', () => {
     ]);
     // gfn 0x11 was set, then removed (REMOVED_SPTE has no present bit).
     expect(leaves(root).some((l) => l.gfn === 0x11n)).toBe(false);
+  });
+});
+
+describe('legacy MMU over NPT', () => {
+  // kvm.tdp_mmu=0 on kvm_amd: tables from get_page, leaves from set_spte
+  // with the physical address of the SPTE itself.
+  const LEGACY = [
+    '  node-162 [000] ..... 1.0: kvm_mmu_get_page: sp gen 0 gfn 0 l4 8-byte q0 direct wux nxe ad root 0 sync new',
+    '  node-162 [000] ..... 1.1: kvm_mmu_get_page: sp gen 0 gfn 0 l3 8-byte q0 direct wux nxe ad root 0 sync new',
+    '  node-162 [000] ..... 1.2: kvm_mmu_get_page: sp gen 0 gfn 0 l2 8-byte q0 direct wux nxe ad root 0 sync new',
+    '  node-162 [000] ..... 1.3: kvm_mmu_get_page: sp gen 0 gfn 20000 l1 8-byte q0 direct wux nxe ad root 0 sync new',
+    '  node-162 [000] ..... 1.4: kvm_mmu_set_spte: gfn 20000 spte c524e67 (rwxu) level 1 at 1076e000',
+    '  node-162 [000] ..... 1.5: kvm_mmu_set_spte: gfn 20005 spte c523e67 (rwxu) level 1 at 1076e028',
+  ];
+
+  it('places leaves by their SPTE address and links tables by geometry, marked inferred', () => {
+    const { tree, mmu } = rebuildMmuTree(parseTrace(LEGACY), 'npt');
+    expect(mmu).toBe('legacy');
+    expect(tables(tree).map((t) => [t.level, t.gfn, t.pfn])).toEqual([
+      [4, 0n, undefined],
+      [3, 0n, undefined],
+      [2, 0n, undefined],
+      [1, 0x20000n, 0x1076en],
+    ]);
+    expect(leaves(tree).map((l) => [l.gfn, l.pfn])).toEqual([
+      [0x20000n, 0xc524n],
+      [0x20005n, 0xc523n],
+    ]);
+    expect(tables(tree)[2]!.spt[256]).toMatchObject({ kind: 'table', inferred: true });
+  });
+
+  it('refuses shadow paging, whose tables follow guest-virtual addresses', () => {
+    const shadow = ['  node-1 [000] ..... 1.0: kvm_mmu_get_page: sp gen 0 gfn 2 l4 8-byte q0 wux nxe ad root 0 sync new'];
+    expect(() => rebuildMmuTree(parseTrace(shadow), 'npt')).toThrow(/shadow paging/);
+  });
+
+  it('notices an SPTE whose address disagrees with the geometry', () => {
+    const bad = [LEGACY[3]!, '  node-162 [000] ..... 1.4: kvm_mmu_set_spte: gfn 20000 spte c524e67 (rwxu) level 1 at 1076e008'];
+    expect(() => rebuildMmuTree(parseTrace(bad), 'npt')).toThrow(/index 1, expected 0/);
   });
 });
