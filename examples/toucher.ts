@@ -15,8 +15,8 @@ const LIST = CODE + 0x100; // in the code's page, already mapped when touching s
 export interface ToucherOptions {
   dataSize?: number;
   dataFlags?: number;
-  /** Host backing of the data slot: true = THP, false = 4 KiB only. */
-  hugePages?: boolean;
+  /** Host backing of the data slot: true = THP, false = 4 KiB only, 'hugetlb' = hugetlbfs. */
+  hugePages?: boolean | 'hugetlb';
   /** Called on the VM before any slot exists (e.g. to enable manual dirty-log protection). */
   beforeSlots?: (vm: Vm) => void;
 }

@@ -71,7 +71,7 @@ export interface NativeMemory {
 export interface Binding {
   Kvm: new (path: string) => NativeKvm;
   Memory: {
-    new (size: number, thp: 1 | 0 | -1): NativeMemory;
+    new (size: number, thp: 2 | 1 | 0 | -1): NativeMemory;
     new (kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): NativeMemory;
   };
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;

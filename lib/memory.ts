@@ -24,9 +24,12 @@ export interface AllocateOptions {
    * true: align to 2 MiB and ask for transparent huge pages
    * (`madvise(MADV_HUGEPAGE)`; the kernel may still use 4 KiB pages).
    * false: refuse them (`MADV_NOHUGEPAGE`), so that every page is 4 KiB.
+   * `'hugetlb'`: 2 MiB pages from the hugetlbfs pool (`MAP_HUGETLB`); the
+   * size must be a multiple of 2 MiB and the pages reserved
+   * (`/proc/sys/vm/nr_hugepages`), or this throws `ENOMEM` saying so.
    * Default: whatever the system's THP setting gives.
    */
-  hugePages?: boolean;
+  hugePages?: boolean | 'hugetlb';
 }
 
 /**
@@ -51,7 +54,8 @@ export class GuestMemory {
     if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
       throw argError(`memory size must be a positive multiple of ${PAGE_SIZE} bytes, got ${size}`);
     }
-    return new GuestMemory(new binding.Memory(size, options.hugePages === undefined ? -1 : options.hugePages ? 1 : 0));
+    const thp = options.hugePages === 'hugetlb' ? 2 : options.hugePages === undefined ? -1 : options.hugePages ? 1 : 0;
+    return new GuestMemory(new binding.Memory(size, thp));
   }
 
   /**

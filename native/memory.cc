@@ -1,5 +1,6 @@
 #include "memory.h"
 
+#include <linux/mman.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -34,7 +35,7 @@ Napi::Function Memory::Define(Napi::Env env) {
 }
 
 // new Memory(size, thp) maps fresh memory (thp: 1 ask for transparent huge
-// pages, 0 refuse them, -1 leave the system default);
+// pages, 0 refuse them, -1 leave the system default, 2 hugetlbfs pages);
 // new Memory(kind, source, view) borrows a caller's page-aligned buffer,
 // where view is a Uint8Array over all of it (N-API cannot read a
 // SharedArrayBuffer's address directly).
@@ -53,6 +54,10 @@ void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
     throw ArgError(env, "memory size must be a positive multiple of the page size (" +
                             std::to_string(PageSize()) + " bytes), got " + std::to_string(size));
   }
+  if (thp == 2) {
+    InitHugetlb(env, size);
+    return;
+  }
   // Huge pages need 2 MiB alignment: over-map, then trim both ends.
   size_t extra = hugePages ? kHugePage : 0;
   void* raw = ::mmap(nullptr, size + extra, PROT_READ | PROT_WRITE,
@@ -70,6 +75,26 @@ void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
     ::madvise(base, size, MADV_HUGEPAGE);  // advisory: THP may be off
   }
   if (thp == 0) ::madvise(base, size, MADV_NOHUGEPAGE);
+  Adopt(env, base, size);
+}
+
+// 2 MiB pages from the hugetlbfs pool, reserved at mmap time so that a
+// short pool fails here with ENOMEM instead of killing the process later.
+void Memory::InitHugetlb(Napi::Env env, size_t size) {
+  if (size % kHugePage != 0) {
+    throw ArgError(env, "hugetlb memory must be a multiple of 2 MiB, got " + std::to_string(size));
+  }
+  void* raw = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
+  if (raw == MAP_FAILED) {
+    throw SysError(env, errno, "mmap",
+                   std::to_string(size / kHugePage) +
+                       " hugetlb pages of 2 MiB; reserve them first: echo N > /proc/sys/vm/nr_hugepages");
+  }
+  Adopt(env, static_cast<uint8_t*>(raw), size);
+}
+
+void Memory::Adopt(Napi::Env env, uint8_t* base, size_t size) {
   mapping_ = std::make_shared<Mapping>(base, size);
   data_ = base;
   size_ = size;

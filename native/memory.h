@@ -34,6 +34,8 @@ class Memory : public Napi::ObjectWrap<Memory> {
   enum class Kind { kMapped, kArrayBuffer, kShared, kWasm };
 
   void InitMapped(Napi::Env env, size_t size, int thp);
+  void InitHugetlb(Napi::Env env, size_t size);
+  void Adopt(Napi::Env env, uint8_t* base, size_t size);
   void InitBorrowed(const Napi::CallbackInfo& info);
   Napi::Value GetBuffer(const Napi::CallbackInfo& info);
   Napi::Value GetSize(const Napi::CallbackInfo& info);

@@ -1,14 +1,15 @@
 // kvm-test: needs=tdp,tdp_mmu,mmu_trace
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { drawEptTree, OFFSETS } from '../../examples/ept-tree';
 import { DATA, Toucher } from '../../examples/toucher';
-import { MmuTrace, leaves, predictTree, probeKvm, rebuildMmuTree, tables, type MmuPage } from '../../lib';
+import { GuestMemory, MmuTrace, leaves, predictTree, probeKvm, rebuildMmuTree, tables, type MmuPage } from '../../lib';
 
 const GFN = (o: number) => BigInt((DATA + o) / 4096);
 const inData = (gfn: bigint, size: number) => gfn >= GFN(0) && gfn < GFN(size);
 
 /** Runs the toucher under a trace from its very first instruction; returns the rebuilt tree and the counters. */
-function traced(huge: boolean, offsets: number[]) {
+function traced(huge: boolean | 'hugetlb', offsets: number[]) {
   const format = probeKvm().vendorModule === 'kvm_intel' ? 'ept' : 'npt';
   const trace = MmuTrace.start();
   using t = new Toucher({ hugePages: huge, dataSize: 0x600000 });
@@ -57,6 +58,36 @@ describe('the real TDP tree, rebuilt from kvmmmu tracepoints', () => {
     }
     expect(counters.pages2m).toBe(BigInt(data.length));
     expect(counters.pages4k).toBe(BigInt(leaves(tree).filter((l) => l.level === 1).length));
+  });
+
+  it('shows 2 MiB leaves for hugetlbfs memory, once pages are reserved', () => {
+    const pool = '/proc/sys/vm/nr_hugepages';
+    const before = readFileSync(pool, 'utf8').trim();
+    try {
+      writeFileSync(pool, '0');
+      let err: unknown;
+      try {
+        GuestMemory.allocate(0x200000, { hugePages: 'hugetlb' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'ENOMEM', syscall: 'mmap' });
+      expect((err as Error).message).toMatch(/nr_hugepages/);
+
+      writeFileSync(pool, '4');
+      expect(readFileSync(pool, 'utf8').trim()).toBe('4');
+      const { tree, counters, pagemap } = traced('hugetlb', OFFSETS);
+      const data = leaves(tree).filter((l) => inData(l.gfn, 0x600000));
+      expect(data.map((l) => [l.gfn, l.level])).toEqual([
+        [GFN(0), 2],
+        [GFN(0x200000), 2],
+        [GFN(0x400000), 2],
+      ]);
+      for (const l of data) expect(l.pfn).toBe(pagemap.get(l.gfn));
+      expect(counters.pages2m).toBe(3n);
+    } finally {
+      writeFileSync(pool, before);
+    }
   });
 
   it('drives the example, which draws the traced tree as text and SVG', () => {

@@ -66,6 +66,10 @@ describe('GuestMemory', () => {
     expect(new Uint8Array(m.buffer)[5]).toBe(7);
   });
 
+  it('asks hugetlb memory for whole 2 MiB pages', () => {
+    expect(thrown(() => GuestMemory.allocate(0x1000, { hugePages: 'hugetlb' }))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  });
+
   it('rejects sizes that are not whole pages', () => {
     for (const size of [0, 100, 4097, -4096, 1.5]) {
       expect(thrown(() => GuestMemory.allocate(size))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
