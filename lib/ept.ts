@@ -1,7 +1,6 @@
 // The second-level (EPT/NPT) table's geometry: which 512-entry table pages
 // KVM's TDP MMU needs to map a set of guest-physical pages, drawn as the
 // kernel's kvm_mmu_page nodes.
-import { PAGE_SIZE } from './memory';
 
 /** Bits of a guest-physical address at each level of a 4-level EPT/NPT. */
 export interface EptIndex {
@@ -119,10 +118,4 @@ export function leaves(root: MmuPage): SptLeaf[] {
   return tables(root)
     .flatMap((p) => p.spt.filter((e): e is SptLeaf => e?.kind === 'leaf'))
     .sort((a, b) => (a.gfn < b.gfn ? -1 : a.gfn > b.gfn ? 1 : 0));
-}
-
-/** Guest frame numbers of a range of guest-physical memory. */
-export function gfnsOf(gpa: bigint | number, size: number): bigint[] {
-  const first = BigInt(gpa) / BigInt(PAGE_SIZE);
-  return Array.from({ length: Math.ceil(size / PAGE_SIZE) }, (_, i) => first + BigInt(i));
 }

@@ -27,6 +27,6 @@ export { GuestError, guestError, disassemble } from './report';
 export { DirtyLog } from './dirty';
 export { KvmStats, type StatDescriptor, type StatType, type StatUnit } from './stats';
 export { hvaToHpa, type AddressChain, type HostPage } from './address';
-export { eptIndex, predictTree, tables, leaves, gfnsOf, newMmuPage, childAt, indexIn, type EptIndex, type MmuPage, type SptLeaf, type SptLink } from './ept';
+export { eptIndex, predictTree, tables, leaves, newMmuPage, childAt, indexIn, type EptIndex, type MmuPage, type SptLeaf, type SptLink } from './ept';
 export { MmuTrace, parseTrace, rebuildMmuTree, traceUnavailable, type MmuEvent, type RebuiltTree, type SpteFormat } from './trace';
 export { renderMmuText, renderMmuSvg, type RenderOptions } from './render';
