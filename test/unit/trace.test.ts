@@ -78,3 +78,18 @@ describe('legacy MMU over NPT', () => {
     expect(() => rebuildMmuTree(parseTrace(bad), 'npt')).toThrow(/index 1, expected 0/);
   });
 });
+
+describe('SPTE permission bits', () => {
+  const leaf = (spte: string) => [
+    `  node-1 [000] ..... 1.0: kvm_tdp_mmu_spte_changed: as id 0 gfn 10 level 1 old_spte 0 new_spte ${spte}`,
+  ];
+  it('reads EPT leaves as R=bit 0, W=bit 1, X=bit 2', () => {
+    // present (bit 11) | D | A | WB memory type | W | R, no X
+    const [l] = leaves(rebuildMmuTree(parseTrace(leaf('c335b33')), 'ept').tree);
+    expect(l).toMatchObject({ pfn: 0xc335n, writable: true, executable: false });
+  });
+  it('reads NPT leaves as x86 PTEs: RW=bit 1, no-execute=bit 63', () => {
+    const [l] = leaves(rebuildMmuTree(parseTrace(leaf('800000000c335a65')), 'npt').tree);
+    expect(l).toMatchObject({ pfn: 0xc335n, writable: false, executable: false });
+  });
+});
