@@ -67,6 +67,27 @@ describe('loading ELF programs', () => {
     });
   });
 
+  it('answers any corruption of a real file with a load or an ElfError, nothing else', () => {
+    // Deterministic pseudo-random byte flips in the headers (xorshift32).
+    let x = 0x9e3779b9;
+    const rand = () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), (x >>> 0));
+    withVm(0x100000, (vm) => {
+      const f = elf64();
+      let loaded = 0;
+      for (let i = 0; i < 300; i++) {
+        const bad = f.slice();
+        for (let k = 0; k < 1 + (rand() % 4); k++) bad[rand() % 128] = rand() & 0xff;
+        try {
+          loadElf(vm, bad);
+          loaded++;
+        } catch (e) {
+          expect(e).toBeInstanceOf(ElfError);
+        }
+      }
+      expect(loaded).toBeLessThan(300);
+    });
+  });
+
   it('refuses segments outside guest memory, and then writes nothing', () => {
     withVm(0x8000, (vm, memory) => {
       memory.bytes.fill(0xaa);
