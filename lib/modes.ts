@@ -5,8 +5,8 @@ import type { Sregs } from './regs';
 import type { Vcpu } from './vcpu';
 import { CR0, CR4, EFER, FLAT, SELECTOR, flatGdt, segmentFor } from './x86';
 
-/** The x86 modes {@link setupMode} prepares. */
-export type GuestMode = 'real' | 'protected' | 'paged' | 'long';
+/** The x86 modes {@link setupMode} prepares: `paged` is 32-bit paging, `pae` 32-bit PAE paging. */
+export type GuestMode = 'real' | 'protected' | 'paged' | 'pae' | 'long';
 
 /** Where set-up structures go in guest-physical memory. */
 export interface Layout {
@@ -25,7 +25,7 @@ export interface ModeOptions {
   stack?: bigint | number;
   layout?: Layout;
   /**
-   * Page mappings for `paged` and `long`. Default: every slot identity-
+   * Page mappings for `paged`, `pae` and `long`. Default: every slot identity-
    * mapped (long mode uses 2 MiB pages where a slot is 2 MiB-aligned).
    */
   mappings?: PageMapping[];
@@ -38,7 +38,7 @@ export interface ModeSetup {
   mode: GuestMode;
   /** GDT address (not in real mode). */
   gdt?: bigint;
-  /** Page table root, the CR3 value (paged and long). */
+  /** Page table root, the CR3 value (paged, pae and long). */
   cr3?: bigint;
   /** First address past the page tables. */
   pageTablesEnd?: bigint;
@@ -57,7 +57,7 @@ function overlapCheck(start: bigint, end: bigint, what: string, avoid: Range[]):
 
 function identityMappings(vcpu: Vcpu, paging: PagingMode): PageMapping[] {
   return vcpu.vm.slots.map((s) => {
-    const big = paging === 'long' && s.guestPhysAddr % TWO_MB === 0n && BigInt(s.size) % TWO_MB === 0n;
+    const big = paging !== 'paging32' && s.guestPhysAddr % TWO_MB === 0n && BigInt(s.size) % TWO_MB === 0n;
     return { virt: s.guestPhysAddr, phys: s.guestPhysAddr, size: s.size, pageSize: big ? 0x200000 : 0x1000 };
   });
 }
@@ -65,8 +65,9 @@ function identityMappings(vcpu: Vcpu, paging: PagingMode): PageMapping[] {
 /**
  * Sets a vCPU up to start in `mode` at `entry`: the CPUID this host's KVM
  * supports (so long mode is allowed on Intel and AMD), a flat GDT, page
- * tables for `paged` (32-bit paging, 4 KiB or 4 MiB pages) and `long`
- * (4 levels, 4 KiB, 2 MiB or 1 GiB pages), control registers, EFER,
+ * tables for `paged` (32-bit paging, 4 KiB or 4 MiB pages), `pae` (4 KiB or
+ * 2 MiB pages) and `long` (4 levels, 4 KiB, 2 MiB or 1 GiB pages), control
+ * registers, EFER,
  * segments and registers. Call it before the first run.
  */
 export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
@@ -108,15 +109,15 @@ export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
   };
   const setup: ModeSetup = { mode, gdt };
 
-  if (mode === 'paged' || long) {
-    const paging: PagingMode = long ? 'long' : 'paging32';
+  if (mode !== 'protected') {
+    const paging: PagingMode = long ? 'long' : mode === 'pae' ? 'pae' : 'paging32';
     const tables = new PageTableBuilder(paging, (gpa, n) => vm.memoryAt(gpa, n), options.layout?.pageTables ?? 0x2000, {
       avoid: [...avoid, { start: gdt, end: gdt + BigInt(gdtBytes.length), what: 'the GDT' }],
     });
     for (const m of options.mappings ?? identityMappings(vcpu, paging)) tables.map(m);
     sregs.cr3 = tables.root;
     sregs.cr0 |= CR0.PG;
-    sregs.cr4 = long ? CR4.PAE : CR4.PSE;
+    sregs.cr4 = paging === 'paging32' ? CR4.PSE : CR4.PAE;
     if (long) sregs.efer = EFER.LME | EFER.LMA;
     setup.cr3 = tables.root;
     setup.pageTablesEnd = tables.end;
@@ -127,7 +128,7 @@ export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
 }
 
 /** The mode a vCPU is in, read from its control registers. */
-export function modeOf(sregs: Sregs): GuestMode | 'pae' {
+export function modeOf(sregs: Sregs): GuestMode {
   if (!(sregs.cr0 & CR0.PE)) return 'real';
   if (sregs.efer & EFER.LMA) return 'long';
   if (!(sregs.cr0 & CR0.PG)) return 'protected';

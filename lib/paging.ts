@@ -2,10 +2,10 @@
 // and read back by walkPageTables, for 32-bit paging and 4-level long mode.
 import { argError } from './errors';
 
-/** The paging structures node-kvm builds and walks. */
-export type PagingMode = 'paging32' | 'long';
+/** The paging structures node-kvm builds and walks: 32-bit, PAE (3 levels) and 4-level long mode. */
+export type PagingMode = 'paging32' | 'pae' | 'long';
 
-/** Page sizes: 4 KiB everywhere; 4 MiB in 32-bit paging (CR4.PSE); 2 MiB and 1 GiB in long mode. */
+/** Page sizes: 4 KiB everywhere; 4 MiB in 32-bit paging (CR4.PSE); 2 MiB in PAE and long mode; 1 GiB in long mode. */
 export type PageSize = 0x1000 | 0x200000 | 0x400000 | 0x40000000;
 
 /** One mapping for {@link PageTableBuilder.map}: `size` bytes from `virt` to `phys`. */
@@ -27,10 +27,13 @@ interface Format {
   bits: number; // index bits per level
   large: Record<number, PageSize>; // level -> page size of a PS leaf there
   addressMask: bigint;
+  /** PAE's top-level entries (PDPTEs) take no RW/US bits: they are reserved there. */
+  bareRoot?: boolean;
 }
 
 const FORMATS: Record<PagingMode, Format> = {
   paging32: { levels: 2, entryBytes: 4, bits: 10, large: { 2: 0x400000 }, addressMask: 0xfffff000n },
+  pae: { levels: 3, entryBytes: 8, bits: 9, large: { 2: 0x200000 }, addressMask: 0x000ffffffffff000n, bareRoot: true },
   long: { levels: 4, entryBytes: 8, bits: 9, large: { 2: 0x200000, 3: 0x40000000 }, addressMask: 0x000ffffffffff000n },
 };
 
@@ -114,7 +117,7 @@ export class PageTableBuilder {
         const i = indexAt(f, va, level);
         let entry = readEntry(f, bytes, i);
         if (!(entry & PTE.P)) {
-          entry = this.#allocate() | PTE.P | PTE.RW | PTE.US;
+          entry = this.#allocate() | (f.bareRoot && level === f.levels ? PTE.P : PTE.P | PTE.RW | PTE.US);
           writeEntry(f, bytes, i, entry);
         } else if (entry & PTE.PS) {
           throw argError(`0x${va.toString(16)} is already mapped by a larger page`);
@@ -179,8 +182,10 @@ export function walkPageTables(mode: PagingMode, mem: PhysAccess, cr3: bigint, v
     const entry = readEntry(f, mem(table, Number(PAGE)), index);
     steps.push({ level, table, index, entry });
     if (!(entry & PTE.P)) return { valid: false, physicalAddress: 0n, pageSize: 0, writable: false, user: false, steps };
-    writable &&= (entry & PTE.RW) !== 0n;
-    user &&= (entry & PTE.US) !== 0n;
+    if (!(f.bareRoot && level === f.levels)) {
+      writable &&= (entry & PTE.RW) !== 0n;
+      user &&= (entry & PTE.US) !== 0n;
+    }
     const large = f.large[level];
     if (level === 1 || (large !== undefined && entry & PTE.PS)) {
       const size = level === 1 ? PAGE : BigInt(large ?? 0x1000);

@@ -11,7 +11,7 @@ export type FailureExit = Extract<VmExit, { reason: 'shutdown' | 'fail_entry' | 
 /** A guest stopped unexpectedly; the message is a readable report. */
 export class GuestError extends Error {
   readonly exit: VmExit;
-  readonly mode: GuestMode | 'pae';
+  readonly mode: GuestMode;
   readonly regs: Regs;
   readonly sregs: Sregs;
   /** Up to 16 bytes at rip, when rip maps to guest memory. */
@@ -19,7 +19,7 @@ export class GuestError extends Error {
   /** The instructions at rip, one per line (`address: text`). */
   readonly disassembly: string[];
 
-  constructor(fields: { exit: VmExit; mode: GuestMode | 'pae'; regs: Regs; sregs: Sregs; codeBytes?: Uint8Array; disassembly: string[]; message: string }) {
+  constructor(fields: { exit: VmExit; mode: GuestMode; regs: Regs; sregs: Sregs; codeBytes?: Uint8Array; disassembly: string[]; message: string }) {
     super(fields.message);
     this.name = 'GuestError';
     this.exit = fields.exit;
@@ -48,7 +48,7 @@ function exitSummary(exit: VmExit): string {
   }
 }
 
-const BITNESS: Record<GuestMode | 'pae', 16 | 32 | 64> = { real: 16, protected: 32, paged: 32, pae: 32, long: 64 };
+const BITNESS: Record<GuestMode, 16 | 32 | 64> = { real: 16, protected: 32, paged: 32, pae: 32, long: 64 };
 
 /** Disassembles `bytes` at `ip`; undefined when iced-x86 cannot be loaded. */
 export function disassemble(bytes: Uint8Array, ip: bigint, bitness: 16 | 32 | 64, max = 4): string[] | undefined {

@@ -23,6 +23,7 @@ export const GUESTS = {
   real: ['-m16', '-DSTACK_TOP=0xfff0'],
   protected: ['-m32', '-DSTACK_TOP=0x7f000'],
   paged: ['-m32', '-DSTACK_TOP=0x7f000'],
+  pae: ['-m32', '-DSTACK_TOP=0x7f000'],
   long: ['-m64', '-mno-red-zone', '-mgeneral-regs-only', '-DSTACK_TOP=0x7f000'],
 };
 

@@ -63,6 +63,14 @@ describe('page tables', () => {
     expect(new DataView(mem(b.root, 4096).slice().buffer).getUint32(0x300 * 4, true) & 0xfffff000).toBe(0x3000);
   });
 
+  it('build PAE tables whose top-level entries carry only the present bit', () => {
+    const mem = fakeMemory(0x10000);
+    const b = new PageTableBuilder('pae', mem, 0x1000).map({ virt: 0xc0000000, phys: 0x400000, size: 0x200000, pageSize: 0x200000 });
+    const pdpte = new DataView(mem(b.root, 32).slice().buffer).getBigUint64(3 * 8, true);
+    expect(pdpte).toBe(0x2000n | 1n); // RW and US are reserved in a PDPTE
+    expect(walkPageTables('pae', mem, b.root, 0xc0001234n)).toMatchObject({ physicalAddress: 0x401234n, pageSize: 0x200000, writable: true });
+  });
+
   it('refuse misaligned mappings, missing page sizes and tables over reserved ranges', () => {
     const mem = fakeMemory(0x10000);
     expect(() => new PageTableBuilder('long', mem, 0x1000).map({ virt: 0x1000, phys: 0, size: 0x200000, pageSize: 0x200000 })).toThrow(/not aligned/);
