@@ -4,6 +4,7 @@ import { KvmError } from './errors';
 import { Kvm } from './kvm';
 import { GuestMemory } from './memory';
 import { traceUnavailable } from './trace';
+import type { GuestDebugOptions } from './vcpu';
 
 /** Which KVM backend module drives `/dev/kvm`. */
 export type VendorModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
@@ -33,6 +34,8 @@ export interface KvmProbe {
    * under QEMU's emulator ignores them.
    */
   hwBreakpoints: boolean;
+  /** Whether guest `int3` exits as `debug` with software breakpoints on, found by running one. */
+  swBreakpoints: boolean;
   /** Whether {@link MmuTrace} can record here (root, tracefs, kvmmmu events). */
   mmuTrace: boolean;
 }
@@ -86,32 +89,40 @@ export function probeKvm(path = '/dev/kvm'): KvmProbe {
       ...(e instanceof KvmError ? { code: e.code } : {}),
       ...base,
       hwBreakpoints: false,
+      swBreakpoints: false,
     };
   }
   try {
-    return { usable: true, ...base, hwBreakpoints: hardwareBreakpointsWork(kvm) };
+    return {
+      usable: true,
+      ...base,
+      hwBreakpoints: breakpointStops(kvm, [0x90, 0x90, 0xf4], { breakpoints: [0x1001] }),
+      swBreakpoints: breakpointStops(kvm, [0x90, 0xcc, 0xf4], { softwareBreakpoints: true }),
+    };
   } finally {
     kvm.close();
   }
 }
 
-// Real mode at 0x1000: nop; nop; hlt, with a breakpoint on the second nop.
-function hardwareBreakpointsWork(kvm: Kvm): boolean {
+// Runs real-mode `code` at 0x1000 with guest debugging set up: does it stop
+// with a debug exit at 0x1001 (the second instruction)?
+function breakpointStops(kvm: Kvm, code: number[], debug: GuestDebugOptions): boolean {
   using memory = GuestMemory.allocate(0x2000);
   using vm = kvm.createVm();
-  memory.bytes.set([0x90, 0x90, 0xf4], 0x1000);
+  memory.bytes.set(code, 0x1000);
   vm.addSlot({ guestPhysAddr: 0, memory });
   const vcpu = vm.createVcpu();
   vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
   vcpu.setRegs({ rip: 0x1000, rflags: 2 });
-  vcpu.setGuestDebug({ breakpoints: [0x1001] });
+  vcpu.setGuestDebug(debug);
   let exit = vcpu.run();
   while (exit.reason === 'intr') exit = vcpu.run();
   return exit.reason === 'debug' && exit.pc === 0x1001n;
 }
 
-/** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, hw breakpoints off, kernel 6.1.0`. */
+/** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, breakpoints hw off sw on, kernel 6.1.0`. */
 export function describeKvm(p: KvmProbe): string {
   const tdpName = p.vendorModule === 'kvm_intel' ? 'ept' : p.vendorModule === 'kvm_amd' ? 'npt' : 'tdp';
-  return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}${p.usable ? `, hw breakpoints ${p.hwBreakpoints ? 'on' : 'off'}` : ''}, kernel ${p.kernel}`;
+  const bps = p.usable ? `, breakpoints hw ${p.hwBreakpoints ? 'on' : 'off'} sw ${p.swBreakpoints ? 'on' : 'off'}` : '';
+  return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}${bps}, kernel ${p.kernel}`;
 }

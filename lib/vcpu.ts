@@ -33,12 +33,19 @@ export interface GuestDebugOptions {
   singleStep?: boolean;
   /** Up to 4 linear addresses where execution exits with `debug` (debug registers DR0-DR3). */
   breakpoints?: (bigint | number)[];
+  /**
+   * Guest `int3` instructions exit with `debug` (exception 3, `pc` at the
+   * int3) instead of reaching the guest: write 0xCC where you want to
+   * stop, and put the original byte back (or step rip past it) to go on.
+   */
+  softwareBreakpoints?: boolean;
 }
 
 const C = binding.constants as Record<string, number>;
 const DBG = {
   ENABLE: C.KVM_GUESTDBG_ENABLE ?? 1,
   SINGLESTEP: C.KVM_GUESTDBG_SINGLESTEP ?? 2,
+  USE_SW_BP: C.KVM_GUESTDBG_USE_SW_BP ?? 0x10000,
   USE_HW_BP: C.KVM_GUESTDBG_USE_HW_BP ?? 0x20000,
 };
 
@@ -173,7 +180,7 @@ export class Vcpu {
   }
 
   /**
-   * `KVM_SET_GUEST_DEBUG`: single-stepping and hardware breakpoints, each
+   * `KVM_SET_GUEST_DEBUG`: single-stepping, hardware and software breakpoints, each
    * ending the run with a `debug` exit whose `pc` is the instruction
    * pointer. `null` turns debugging off.
    */
@@ -186,6 +193,7 @@ export class Vcpu {
     if (bps.length > 4) throw argError(`x86 has 4 hardware breakpoints, got ${bps.length}`);
     let control = DBG.ENABLE;
     if (options.singleStep) control |= DBG.SINGLESTEP;
+    if (options.softwareBreakpoints) control |= DBG.USE_SW_BP;
     const regs = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
     if (bps.length > 0) {
       control |= DBG.USE_HW_BP;

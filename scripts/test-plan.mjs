@@ -17,7 +17,7 @@ export function parseTag(file, text) {
 /**
  * What a KVM offers, by the names files use in `needs=`. PVM runs paging
  * only in long mode: 32-bit and PAE paging shut its guests down. Hardware
- * breakpoints are tried out by probeKvm(); MMU tracing needs root and tracefs.
+ * and software breakpoints are tried out by probeKvm(); MMU tracing needs root and tracefs.
  */
 export function features(probe) {
   return {
@@ -25,6 +25,7 @@ export function features(probe) {
     tdp_mmu: probe.tdpMmu,
     paging32: probe.vendorModule !== 'kvm_pvm',
     hw_breakpoints: probe.hwBreakpoints === true,
+    sw_breakpoints: probe.swBreakpoints === true,
     mmu_trace: probe.mmuTrace === true,
     legacy_mmu: probe.tdp && !probe.tdpMmu,
   };

@@ -62,19 +62,21 @@ describe('features', () => {
   it('keeps 32-bit paging off PVM, whose guests it shuts down', async () => {
     // @ts-expect-error: plain ESM script without types
     const { features } = await import('../../scripts/test-plan.mjs');
-    expect(features({ vendorModule: 'kvm_pvm', tdp: false, tdpMmu: false, hwBreakpoints: true, mmuTrace: true })).toEqual({
+    expect(features({ vendorModule: 'kvm_pvm', tdp: false, tdpMmu: false, hwBreakpoints: true, swBreakpoints: false, mmuTrace: true })).toEqual({
       tdp: false,
       tdp_mmu: false,
       paging32: false,
       hw_breakpoints: true,
+      sw_breakpoints: false,
       mmu_trace: true,
       legacy_mmu: false,
     });
-    expect(features({ vendorModule: 'kvm_amd', tdp: true, tdpMmu: true, hwBreakpoints: false, mmuTrace: false })).toEqual({
+    expect(features({ vendorModule: 'kvm_amd', tdp: true, tdpMmu: true, hwBreakpoints: false, swBreakpoints: true, mmuTrace: false })).toEqual({
       tdp: true,
       tdp_mmu: true,
       paging32: true,
       hw_breakpoints: false,
+      sw_breakpoints: true,
       mmu_trace: false,
       legacy_mmu: false,
     });
