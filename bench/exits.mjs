@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { GuestMemory, Kvm, describeKvm, probeKvm } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
+const { GuestMemory, Kvm, describeKvm, probeKvm, setupMode } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
 const N = Number(process.env.BENCH_EXITS ?? 20000);
 const CODE = [0xe6, 0x80, 0x66, 0x49, 0x75, 0xfa, 0xf4]; // out 0x80, al; dec ecx; jnz; hlt
 
@@ -18,8 +18,8 @@ function guest(n) {
   memory.bytes.set(CODE, 0x1000);
   vm.addSlot({ guestPhysAddr: 0, memory });
   const vcpu = vm.createVcpu();
-  vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
-  vcpu.setRegs({ rip: 0x1000, rflags: 2, rcx: n });
+  setupMode(vcpu, { mode: 'real', entry: 0x1000 });
+  vcpu.setRegs({ rcx: n });
   return { vcpu, close: () => (vm.close(), memory.close(), kvm.close()) };
 }
 

@@ -3,6 +3,7 @@ import { release } from 'node:os';
 import { KvmError } from './errors';
 import { Kvm } from './kvm';
 import { GuestMemory } from './memory';
+import { setupMode } from './modes';
 import { traceUnavailable } from './trace';
 import type { GuestDebugOptions } from './vcpu';
 
@@ -112,8 +113,7 @@ function breakpointStops(kvm: Kvm, code: number[], debug: GuestDebugOptions): bo
   memory.bytes.set(code, 0x1000);
   vm.addSlot({ guestPhysAddr: 0, memory });
   const vcpu = vm.createVcpu();
-  vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
-  vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+  setupMode(vcpu, { mode: 'real', entry: 0x1000 });
   vcpu.setGuestDebug(debug);
   let exit = vcpu.run();
   while (exit.reason === 'intr') exit = vcpu.run();
