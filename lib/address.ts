@@ -57,13 +57,16 @@ export interface AddressChain {
   host?: HostPage;
 }
 
+// KVM's own formula: userspace_addr + (gfn - base_gfn) * PAGE_SIZE + offset.
+function hvaIn(slot: MemorySlot, gpa: bigint): bigint {
+  return slot.userspaceAddr + ((gpa >> SHIFT) - slot.baseGfn) * PAGE + (gpa & (PAGE - 1n));
+}
+
 /** @internal See {@link Vm.gpaToHva}. */
 export function gpaToHva(vm: Vm, gpa: bigint | number): bigint | undefined {
   const a = BigInt(gpa);
   const slot = vm.findSlot(a);
-  if (!slot) return undefined;
-  const gfn = a >> SHIFT;
-  return slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE + (a & (PAGE - 1n));
+  return slot && hvaIn(slot, a);
 }
 
 /** @internal See {@link Vm.resolveGpa}. */
@@ -72,6 +75,6 @@ export function resolveGpa(vm: Vm, gpa: bigint | number): AddressChain {
   const slot = vm.findSlot(a);
   const chain: AddressChain = { gpa: a, gfn: a >> SHIFT };
   if (!slot) return chain;
-  const hva = slot.userspaceAddr + (chain.gfn - slot.baseGfn) * PAGE + (a & (PAGE - 1n));
+  const hva = hvaIn(slot, a);
   return { ...chain, slot, hva, host: hvaToHpa(hva) };
 }

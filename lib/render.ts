@@ -11,6 +11,11 @@ export interface RenderOptions {
   title?: string;
 }
 
+// The non-empty entries of a table, with their indices.
+function usedEntries(p: MmuPage) {
+  return p.spt.map((e, i) => [i, e] as const).filter((x): x is readonly [number, NonNullable<(typeof x)[1]>] => x[1] !== null);
+}
+
 function pageLabel(p: MmuPage): string {
   return `kvm_mmu_page level ${p.level}${p.parentPtes.length ? '' : ' (root)'}  gfn ${hex(p.gfn)}..${hex(p.gfn + p.gfnCount - 1n)}  spt@pfn ${p.pfn === undefined ? '?' : hex(p.pfn)}`;
 }
@@ -26,14 +31,14 @@ function leafLabel(l: SptLeaf): string {
 export function renderMmuText(root: MmuPage, options: RenderOptions = {}): string {
   const lines: string[] = options.title ? [options.title] : [];
   const walk = (p: MmuPage, prefix: string, self: string) => {
-    lines.push(`${self}${pageLabel(p)}  (${p.spt.filter(Boolean).length}/512 entries)`);
-    const used = p.spt.map((e, i) => [i, e] as const).filter(([, e]) => e !== null);
+    const used = usedEntries(p);
+    lines.push(`${self}${pageLabel(p)}  (${used.length}/512 entries)`);
     used.forEach(([i, e], n) => {
       const last = n === used.length - 1;
       const branch = `${prefix}${last ? '└─' : '├─'} spt[${i}] `;
       const next = `${prefix}${last ? '   ' : '│  '}`;
-      if (e!.kind === 'table') walk(e!.child, next, `${branch}${e!.inferred ? '-> (inferred) ' : '-> '}`);
-      else lines.push(`${branch}${leafLabel(e!)}`);
+      if (e.kind === 'table') walk(e.child, next, `${branch}${e.inferred ? '-> (inferred) ' : '-> '}`);
+      else lines.push(`${branch}${leafLabel(e)}`);
     });
   };
   walk(root, '', '');
@@ -55,21 +60,21 @@ export function renderMmuSvg(root: MmuPage, options: RenderOptions = {}): string
   const edges: { from: { x: number; y: number }; to: MmuPage }[] = [];
   let cursor = options.title ? 40 : 10;
   const place = (p: MmuPage) => {
-    const used = p.spt.map((e, i) => [i, e] as const).filter(([, e]) => e !== null);
+    const used = usedEntries(p);
     const shown = used.slice(0, maxRows);
     const rows = shown.map(([i, e]) =>
-      e!.kind === 'table'
-        ? `spt[${i}] -> level ${e!.child.level} table${e!.child.pfn === undefined ? '' : ` @ pfn ${hex(e!.child.pfn)}`}${e!.inferred ? ' (inferred)' : ''}`
-        : `spt[${i}] ${leafLabel(e!)}`,
+      e.kind === 'table'
+        ? `spt[${i}] -> level ${e.child.level} table${e.child.pfn === undefined ? '' : ` @ pfn ${hex(e.child.pfn)}`}${e.inferred ? ' (inferred)' : ''}`
+        : `spt[${i}] ${leafLabel(e)}`,
     );
     if (used.length > shown.length) rows.push(`… ${used.length - shown.length} more entries`);
     const box = { page: p, x: 10 + (4 - p.level) * colWidth, y: cursor, rows, rowOf: new Map(shown.map(([i], r) => [i, r])) };
     boxes.push(box);
     cursor += (rows.length + 2) * rowHeight + 14;
     for (const [i, e] of shown) {
-      if (e!.kind !== 'table') continue;
-      edges.push({ from: { x: box.x + colWidth - 40, y: box.y + (box.rowOf.get(i)! + 2) * rowHeight - 4 }, to: e!.child });
-      place(e!.child);
+      if (e.kind !== 'table') continue;
+      edges.push({ from: { x: box.x + colWidth - 40, y: box.y + (box.rowOf.get(i)! + 2) * rowHeight - 4 }, to: e.child });
+      place(e.child);
     }
   };
   place(root);

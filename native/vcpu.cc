@@ -207,7 +207,6 @@ void VcpuCore::Finish(Napi::Env env, int ret, int err) {
   if (!deferred_) return;
   Napi::Promise::Deferred d = *deferred_;
   deferred_.reset();
-  if (!closed()) run()->immediate_exit = 0;  // a kick ends one run only
   if (closed()) {
     d.Reject(SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran").Value());
   } else if (ret < 0 && err != EINTR) {

@@ -61,10 +61,13 @@ function runVitest(files, name) {
   return counts(json);
 }
 
-/** Runs the integration files this machine's KVM can run; the part shared by host and sandbox. */
-function runIntegrationHere(files, name) {
+/**
+ * Runs the integration files this machine's KVM can run; the part shared by
+ * host and sandbox. `probe` is this machine's probeKvm() (it runs guests,
+ * so it is taken once).
+ */
+function runIntegrationHere(files, name, probe) {
   const lib = loadLib();
-  const probe = lib.probeKvm();
   const where = `${process.env.NODE_KVM_IN_SANDBOX ? 'sandbox' : 'host'}: ${lib.describeKvm(probe)}`;
   if (!probe.usable) return { where, probe, error: `no usable /dev/kvm: ${probe.reason}` };
   const feats = features(probe);
@@ -83,7 +86,7 @@ if (process.argv[2] === '--inner') {
   const [out, ...names] = process.argv.slice(3);
   const all = integrationFiles();
   const files = all.filter((f) => names.includes(f.file));
-  const result = runIntegrationHere(files, 'sandbox');
+  const result = runIntegrationHere(files, 'sandbox', loadLib().probeKvm());
   writeFileSync(out, JSON.stringify(result));
   process.exit(result.error || result.failed ? 1 : 0);
 }
@@ -114,7 +117,7 @@ const { host, sandbox, profiles, hostError } = plan(target, hostProbe, all);
 if (hostError) {
   phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: hostError });
 } else if (host) {
-  const r = runIntegrationHere(host, 'host');
+  const r = runIntegrationHere(host, 'host', hostProbe);
   phases.push({ label: `integration on the host (${r.where.replace(/^host: /, '')})`, ...r });
 } else if (target === 'both') {
   console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
