@@ -1,6 +1,6 @@
 // What a user sees when a guest stops unexpectedly: the exit, the mode, rip,
 // the control registers and the code at rip, disassembled by iced-x86.
-import type { VmExit } from './exits';
+import type { IoExit, VmExit } from './exits';
 import { modeOf, type GuestMode } from './modes';
 import type { Regs, Sregs } from './regs';
 import type { Vcpu } from './vcpu';
@@ -79,33 +79,82 @@ export function disassemble(bytes: Uint8Array, ip: bigint, bitness: 16 | 32 | 64
   }
 }
 
+const PREFIXES = new Set([0x66, 0x67, 0xf2, 0xf3, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65]);
+
+/**
+ * The length of the port-I/O instruction at `bytes[at]` that made `exit`
+ * (same direction, and the same port for the imm8 forms), or 0.
+ */
+export function ioInstructionLength(bytes: Uint8Array, at: number, exit: IoExit): number {
+  let i = at;
+  while (i < bytes.length && i - at < 14 && PREFIXES.has(bytes[i]!)) i++;
+  const op = bytes[i];
+  if (op === undefined) return 0;
+  const isIn = exit.direction === 'in';
+  if (op >= 0xe4 && op <= 0xe7) {
+    // in al/ax/eax, imm8 (e4, e5); out imm8, al/ax/eax (e6, e7)
+    const ok = (op < 0xe6) === isIn && bytes[i + 1] === exit.port;
+    return ok && i + 1 < bytes.length ? i + 2 - at : 0;
+  }
+  if (op >= 0xec && op <= 0xef) return (op < 0xee) === isIn ? i + 1 - at : 0; // in/out with dx
+  if (op >= 0x6c && op <= 0x6f) return (op < 0x6e) === isIn ? i + 1 - at : 0; // ins/outs
+  return 0;
+}
+
+/**
+ * Where the instruction behind an I/O exit starts, relative to rip: 0 when
+ * rip still points at it (SVM and VMX complete the access on the next
+ * KVM_RUN), or minus its length when the backend completed it before
+ * exiting (PVM emulates CPL0 code, so rip is already past it). Undefined
+ * when neither reading fits the bytes. `bytes` holds the code from
+ * `rip - before` on.
+ */
+export function ioInstructionOffset(bytes: Uint8Array, before: number, exit: IoExit): number | undefined {
+  if (ioInstructionLength(bytes, before, exit) > 0) return 0;
+  for (let k = 1; k <= Math.min(before, 15); k++) {
+    if (ioInstructionLength(bytes, before - k, exit) !== k) continue;
+    // The shortest match may have left the instruction's prefixes out.
+    while (k < Math.min(before, 15) && PREFIXES.has(bytes[before - k - 1]!)) k++;
+    return -k;
+  }
+  return undefined;
+}
+
 /** Builds the {@link GuestError} for an exit, reading the vCPU's state and the code at rip. */
 export function guestError(vcpu: Vcpu, exit: VmExit, why = 'the guest stopped unexpectedly'): GuestError {
   const regs = vcpu.getRegs();
   const sregs = vcpu.getSregs();
   const mode = modeOf(sregs);
   const linear = mode === 'long' ? regs.rip : (sregs.cs.base + regs.rip) & 0xffffffffn;
-  let codeBytes: Uint8Array | undefined;
+  // Up to 16 bytes before rip too: some backends exit past the instruction.
+  let window: { bytes: Uint8Array; before: number } | undefined;
   try {
     const t = vcpu.translate(linear);
     if (t.valid) {
       const slot = vcpu.vm.findSlot(t.physicalAddress);
       if (slot) {
         const off = Number(t.physicalAddress - slot.guestPhysAddr);
-        codeBytes = slot.bytes.slice(off, Math.min(off + 16, slot.size));
+        const pageStart = off - Number(t.physicalAddress & 0xfffn); // stay in rip's page: the one before may map elsewhere
+        const from = Math.max(pageStart, off - 16);
+        window = { bytes: slot.bytes.slice(from, Math.min(off + 16, slot.size)), before: off - from };
       }
     }
   } catch {
     // no translation: the report says so
   }
-  const disassembly = codeBytes ? disassemble(codeBytes, linear, BITNESS[mode]) ?? [] : [];
+  let start = 0;
+  if (window && exit.reason === 'io') start = ioInstructionOffset(window.bytes, window.before, exit) ?? 0;
+  const codeBytes = window?.bytes.slice(window.before + start);
+  const codeAt = linear + BigInt(start);
+  const disassembly = codeBytes ? disassemble(codeBytes, codeAt, BITNESS[mode]) ?? [] : [];
+  const past = start < 0 ? ` (the ${exit.reason} instruction at ${hex(codeAt)} completed before the exit, as on KVM backends that emulate it)` : '';
   const lines = [
     `${why}: ${exitSummary(exit)}`,
-    `  mode ${mode}, rip ${hex(regs.rip)} (cs ${hex(sregs.cs.selector)} base ${hex(sregs.cs.base)}), rsp ${hex(regs.rsp)}, rflags ${hex(regs.rflags)}`,
+    `  mode ${mode}, rip ${hex(regs.rip)}${past} (cs ${hex(sregs.cs.selector)} base ${hex(sregs.cs.base)}), rsp ${hex(regs.rsp)}, rflags ${hex(regs.rflags)}`,
     `  cr0 ${hex(sregs.cr0)} cr2 ${hex(sregs.cr2)} cr3 ${hex(sregs.cr3)} cr4 ${hex(sregs.cr4)} efer ${hex(sregs.efer)}`,
     codeBytes
       ? disassembly.length
-        ? `  code at rip:\n${disassembly.map((l) => `    ${l}`).join('\n')}`
+        ? `  code at ${start < 0 ? hex(codeAt) : 'rip'}:\n${disassembly.map((l) => `    ${l}`).join('\n')}`
         : `  bytes at rip: ${[...codeBytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`
       : `  rip ${hex(linear)} maps to no guest memory`,
   ];
