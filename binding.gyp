@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/errors.cc",
+        "native/kick.cc",
         "native/kvm.cc",
         "native/memory.cc",
         "native/vm.cc",

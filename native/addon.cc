@@ -11,6 +11,7 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "kick.h"
 #include "kvm.h"
 #include "memory.h"
 #include "vcpu.h"
@@ -108,6 +109,21 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Vm", vm);
   exports.Set("Vcpu", vcpu);
   exports.Set("Memory", memory);
+  data.noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo&) {}, "noop"));
+  exports.Set("setKickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    SetKickSignal(info.Env(), info[0].As<Napi::Number>().Int32Value());
+  }, "setKickSignal"));
+  exports.Set("setMaxView", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Memory::SetMaxView(info[0].As<Napi::Number>().DoubleValue());
+  }, "setMaxView"));
+  exports.Set("kickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), KickSignal());
+  }, "kickSignal"));
+  exports.Set("kickVcpu", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    bool lossless = false;
+    uint64_t handle = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    return Napi::Boolean::New(info.Env(), lossless && VcpuCore::KickHandle(handle));
+  }, "kickVcpu"));
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
   exports.Set("runLayout", Vcpu::RunLayout(env));
   exports.Set("constants", Constants(env));

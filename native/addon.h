@@ -10,6 +10,7 @@ struct AddonData {
   Napi::FunctionReference vmClass;
   Napi::FunctionReference vcpuClass;
   Napi::FunctionReference memoryClass;
+  Napi::FunctionReference noop;  // called to learn whether JS can still run
 };
 
 AddonData& Data(Napi::Env env);

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -46,6 +47,9 @@ class Mapping {
   }
   uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
   size_t size() const { return len_; }
+
+  // Slots that map these pages, through any GuestMemory over them.
+  std::atomic<int> pins{0};
 
  private:
   void* addr_;

@@ -3,7 +3,11 @@
 #include <linux/mman.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "addon.h"
@@ -13,6 +17,30 @@ namespace nodekvm {
 
 namespace {
 constexpr size_t kHugePage = 2u << 20;
+
+std::atomic<double> gMaxView{4294967296.0};
+
+// The addon's live mappings by start address, so that GuestMemory.from()
+// of a view into one shares its pages instead of borrowing them blindly.
+std::mutex gMappingsMu;
+std::map<uintptr_t, std::weak_ptr<Mapping>> gMappings;
+
+void RegisterMapping(const std::shared_ptr<Mapping>& m) {
+  std::lock_guard<std::mutex> lock(gMappingsMu);
+  for (auto it = gMappings.begin(); it != gMappings.end();) {
+    it = it->second.expired() ? gMappings.erase(it) : std::next(it);
+  }
+  gMappings[reinterpret_cast<uintptr_t>(m->data())] = m;
+}
+
+std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
+  std::lock_guard<std::mutex> lock(gMappingsMu);
+  auto it = gMappings.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == gMappings.begin()) return nullptr;
+  std::shared_ptr<Mapping> m = std::prev(it)->second.lock();
+  if (!m || p < m->data() || p + len > m->data() + m->size()) return nullptr;
+  return m;
+}
 
 Napi::Error ArgError(Napi::Env env, const std::string& msg) {
   Napi::Error e = Napi::RangeError::New(env, msg);
@@ -30,6 +58,7 @@ Napi::Function Memory::Define(Napi::Env env) {
                          InstanceAccessor<&Memory::GetPins>("slotCount"),
                          InstanceAccessor<&Memory::GetKind>("kind"),
                          InstanceAccessor<&Memory::GetClosed>("closed"),
+                         InstanceMethod<&Memory::View>("view"),
                          InstanceMethod<&Memory::Close>("close"),
                      });
 }
@@ -94,10 +123,17 @@ void Memory::InitHugetlb(Napi::Env env, size_t size) {
   Adopt(env, static_cast<uint8_t*>(raw), size);
 }
 
+void Memory::SetMaxView(double bytes) { gMaxView = bytes; }
+
 void Memory::Adopt(Napi::Env env, uint8_t* base, size_t size) {
   mapping_ = std::make_shared<Mapping>(base, size);
+  RegisterMapping(mapping_);
   data_ = base;
   size_ = size;
+  // Past the runtime's limit V8 refuses the buffer and runs the finalizer
+  // at once (and node-addon-api again later): such memory is reached
+  // through View() windows only.
+  if (static_cast<double>(size_) > gMaxView.load()) return;
   // The ArrayBuffer keeps its own reference, so the mapping outlives this
   // object for as long as JavaScript can still reach the bytes.
   auto keep = mapping_;
@@ -139,6 +175,9 @@ void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
                             "GuestMemory.allocate() or a WebAssembly.Memory");
   }
   buffer_ = Napi::Persistent(info[1]);
+  // A view of addon-mapped memory (another GuestMemory's buffer): share
+  // the mapping, so that its pages outlive every slot that maps them here.
+  mapping_ = FindMapping(data_, size_);
 }
 
 bool Memory::StillValid(Napi::Env env) const {
@@ -159,6 +198,28 @@ bool Memory::StillValid(Napi::Env env) const {
   (void)env;
   return !ab.IsDetached() && static_cast<uint8_t*>(ab.Data()) + byteOffset_ == data_ &&
          ab.ByteLength() >= byteOffset_ + size_;
+}
+
+// view(offset, length): an ArrayBuffer over part of addon-mapped memory,
+// for memory larger than one ArrayBuffer may be. It holds the pages.
+Napi::Value Memory::View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) throw ClosedError(env, "GuestMemory", "GuestMemory.view");
+  if (kind_ != Kind::kMapped) throw Napi::TypeError::New(env, "view() is for addon-mapped memory");
+  uint64_t offset = ToU64(info[0], "offset");
+  uint64_t length = ToU64(info[1], "length");
+  if (offset > size_ || length > size_ - offset || length == 0 || static_cast<double>(length) > gMaxView.load()) {
+    throw ArgError(env, "view out of range");
+  }
+  auto keep = mapping_;
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data_ + offset, length,
+                                                [keep](Napi::Env, void*) mutable { keep.reset(); });
+  if (windows_.size() >= 64) {
+    windows_.erase(std::remove_if(windows_.begin(), windows_.end(), [](auto& r) { return r.Value().IsEmpty(); }),
+                   windows_.end());
+  }
+  windows_.push_back(Napi::Weak(ab));
+  return ab;
 }
 
 Napi::Value Memory::GetBuffer(const Napi::CallbackInfo& info) {
@@ -193,18 +254,24 @@ Napi::Value Memory::GetClosed(const Napi::CallbackInfo& info) {
 void Memory::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return;
-  if (*pins_ > 0) {
+  int pins = kind_ == Kind::kMapped ? mapping_->pins.load() : *pins_;
+  if (pins > 0) {
     throw SysError(env, EBUSY, "munmap",
-                   "memory is registered in " + std::to_string(*pins_) +
-                       " slot(s); delete them or close the VM first");
+                   "memory is registered in " + std::to_string(pins) +
+                       " slot(s), directly or through GuestMemory.from() of its buffer; delete them or close the VM first");
   }
   closed_ = true;
   if (kind_ == Kind::kMapped) {
-    // Detaching cuts JavaScript off; the pages go when the ArrayBuffer's
-    // finalizer drops the last reference.
-    buffer_.Value().As<Napi::ArrayBuffer>().Detach();
-    mapping_.reset();
+    // Detaching cuts JavaScript off; the pages go when the last holder
+    // (a buffer's finalizer, an alias, a slot) drops its reference.
+    if (!buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
+    for (auto& w : windows_) {
+      Napi::ArrayBuffer ab = w.Value();
+      if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    }
+    windows_.clear();
   }
+  mapping_.reset();
   buffer_.Reset();
   data_ = nullptr;
   size_ = 0;

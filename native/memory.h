@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "fd.h"
 
@@ -20,15 +21,22 @@ class Memory : public Napi::ObjectWrap<Memory> {
   // stop using it.
   bool StillValid(Napi::Env env) const;
   bool NeedsValidation() const { return kind_ == Kind::kArrayBuffer || kind_ == Kind::kWasm; }
-  // Counts a slot that maps this memory; the slot gives the count back
-  // through the returned handle, which stays valid even if this object is
-  // finalized first.
+  // Counts a slot that maps this memory (and its pages, when the addon
+  // mapped them); the slot gives both back with Unpin().
   std::shared_ptr<int> Pin() {
     ++*pins_;
+    if (mapping_) ++mapping_->pins;
     return pins_;
   }
-  // The pages of addon-mapped memory (null for caller-owned buffers).
+  static void Unpin(const std::shared_ptr<int>& pins, const std::shared_ptr<Mapping>& mapping) {
+    --*pins;
+    if (mapping) --mapping->pins;
+  }
+  // The addon mapping behind this memory: its own, or the one a caller's
+  // buffer views (null for memory the addon did not map).
   std::shared_ptr<Mapping> mapping() const { return mapping_; }
+  // The largest ArrayBuffer this Node can make (buffer.constants.MAX_LENGTH).
+  static void SetMaxView(double bytes);
 
  private:
   enum class Kind { kMapped, kArrayBuffer, kShared, kWasm };
@@ -43,6 +51,7 @@ class Memory : public Napi::ObjectWrap<Memory> {
   Napi::Value GetPins(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  Napi::Value View(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 
   Kind kind_ = Kind::kMapped;
@@ -52,7 +61,8 @@ class Memory : public Napi::ObjectWrap<Memory> {
   bool wasmSource_ = false;  // the source is a WebAssembly.Memory: read its .buffer
   std::shared_ptr<int> pins_ = std::make_shared<int>(0);  // slots that map this memory
   bool closed_ = false;
-  std::shared_ptr<Mapping> mapping_;     // kMapped only
+  std::shared_ptr<Mapping> mapping_;     // kMapped: ours; borrowed: the addon mapping it views, if any
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> windows_;  // weak: views made by View(), detached at close
   Napi::Reference<Napi::Value> buffer_;  // kMapped: our ArrayBuffer; else the caller's source
 };
 

@@ -8,35 +8,32 @@
 #include <cstddef>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 
 #include "addon.h"
 #include "cpuid.h"
 #include "errors.h"
+#include "kick.h"
 #include "vm.h"
 
 namespace nodekvm {
 
 namespace {
 
-// Interrupts KVM_RUN on a vCPU thread; the handler does nothing, the point
-// is the EINTR. Real-time, so that it clashes with none of Node's signals.
-int KickSignal() { return SIGRTMIN + 3; }
+// Handles of live vCPU cores, for kickVcpu() from any thread. A core
+// removes itself under the lock before it goes, so a kick never reaches a
+// destroyed one.
+std::mutex gCoresMu;
+std::unordered_map<uint64_t, VcpuCore*> gCores;
+uint64_t gNextHandle = 1;
 
-// Installs the kick handler once; refuses to replace someone else's.
-void InstallKickHandler(Napi::Env env) {
-  static bool installed = false;
-  if (installed) return;
-  struct sigaction old {};
-  sigaction(KickSignal(), nullptr, &old);
-  if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
-    throw SysError(env, EBUSY, "sigaction", "signal SIGRTMIN+3, which node-kvm uses to kick vCPU threads, already has a handler");
-  }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) {};
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
-  sigaction(KickSignal(), &sa, nullptr);
-  installed = true;
+// Whether JavaScript can still run in this environment: false once
+// worker.terminate() or process.exit() began tearing it down.
+bool EnvAlive(Napi::Env env) {
+  napi_value global;
+  napi_value result;
+  if (napi_get_global(env, &global) != napi_ok) return false;
+  return napi_call_function(env, global, Data(env).noop.Value(), 0, nullptr, &result) == napi_ok;
 }
 
 struct PendingVcpu {
@@ -122,9 +119,25 @@ Napi::Object ObjectArg(const Napi::CallbackInfo& info, const char* what) {
 // ---- VcpuCore ----
 
 VcpuCore::VcpuCore(UniqueFd fd, void* run, size_t runSize)
-    : fd_(std::move(fd)), run_(run), runSize_(runSize) {}
+    : fd_(std::move(fd)), run_(run), runSize_(runSize) {
+  std::lock_guard<std::mutex> lock(gCoresMu);
+  handle_ = gNextHandle++;
+  gCores.emplace(handle_, this);
+}
 
-VcpuCore::~VcpuCore() { Shutdown(); }
+VcpuCore::~VcpuCore() {
+  {
+    std::lock_guard<std::mutex> lock(gCoresMu);
+    gCores.erase(handle_);
+  }
+  Shutdown();
+}
+
+bool VcpuCore::KickHandle(uint64_t handle) {
+  std::lock_guard<std::mutex> lock(gCoresMu);
+  auto it = gCores.find(handle);
+  return it != gCores.end() && it->second->Kick();
+}
 
 Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   if (runBuffer_.IsEmpty()) {
@@ -134,9 +147,49 @@ Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   return runBuffer_.Value();
 }
 
+int VcpuCore::RunOnce(bool* kicked) {
+  {
+    std::lock_guard<std::mutex> lock(runMu_);
+    inRun_ = true;
+    runner_ = pthread_self();
+    // A kick that came before entry must still end this run.
+    kicked_ = kickPending_;
+    run()->immediate_exit = kickPending_ ? 1 : 0;
+    kickPending_ = false;
+  }
+  int r = ::ioctl(fd_.get(), KVM_RUN, 0);
+  int err = r < 0 ? errno : 0;
+  {
+    std::lock_guard<std::mutex> lock(runMu_);
+    inRun_ = false;
+    asyncPending_ = false;
+    *kicked = kicked_;
+    kicked_ = false;
+  }
+  if (r < 0 && err == EINTR) run()->exit_reason = KVM_EXIT_INTR;
+  errno = err;
+  return r;
+}
+
+bool VcpuCore::Kick() {
+  std::lock_guard<std::mutex> lock(runMu_);
+  if (run_ == nullptr) return false;
+  if (inRun_) {
+    kicked_ = true;
+    run()->immediate_exit = 1;  // in case the signal lands just before KVM_RUN
+    pthread_kill(runner_, KickSignal());
+    return true;
+  }
+  if (asyncPending_) {
+    kickPending_ = true;
+    return true;
+  }
+  return false;
+}
+
 Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
+  EnsureKickHandler(env);
   if (!worker_.joinable()) {
-    InstallKickHandler(env);
     tsfn_ = Tsfn::New(env, "node-kvm vCPU", 0, 1);
     tsfn_->Unref(env);
     try {
@@ -146,7 +199,6 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
       tsfn_.reset();
       throw SysError(env, e.code().value(), "pthread_create", "the vCPU thread");
     }
-    workerHandle_ = worker_.native_handle();
     // Registered after the ThreadSafeFunction, so that at teardown it runs
     // first (hooks run newest first) and stops the thread while the
     // function is still alive.
@@ -155,8 +207,12 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
   }
   deferred_.emplace(Napi::Promise::Deferred::New(env));
   busy_ = true;
-  run()->immediate_exit = 0;
   tsfn_->Ref(env);  // keep the event loop alive until the run returns
+  {
+    std::lock_guard<std::mutex> lock(runMu_);
+    asyncPending_ = true;
+    kickPending_ = false;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     requested_ = true;
@@ -182,13 +238,13 @@ void VcpuCore::WorkerLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return requested_ || stop_; });
-      // A run requested just before a stop still runs: Shutdown() has set
-      // immediate_exit, so KVM_RUN returns EINTR at once and the promise
-      // settles.
+      // A run requested just before a stop still runs: Shutdown() has
+      // kicked it, so KVM_RUN returns EINTR at once and the promise settles.
       if (!requested_) return;
       requested_ = false;
     }
-    int ret = ::ioctl(fd_.get(), KVM_RUN, 0);
+    bool kicked = false;
+    int ret = RunOnce(&kicked);
     int err = ret < 0 ? errno : 0;
     auto c = std::make_unique<Completion>(Completion{shared_from_this(), ret, err});
     if (tsfn_->BlockingCall(c.get()) == napi_ok) c.release();  // Deliver frees it
@@ -207,21 +263,16 @@ void VcpuCore::Finish(Napi::Env env, int ret, int err) {
   if (!deferred_) return;
   Napi::Promise::Deferred d = *deferred_;
   deferred_.reset();
-  if (closed()) {
+  if (collected_) {
+    // Garbage-collected with the run in flight: no one can see a rejection.
+    d.Resolve(Napi::Number::New(env, -1));
+  } else if (closed()) {
     d.Reject(SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran").Value());
   } else if (ret < 0 && err != EINTR) {
     d.Reject(SysError(env, err, "KVM_RUN").Value());
   } else {
-    // On EINTR KVM has set exit_reason to KVM_EXIT_INTR already.
-    d.Resolve(Napi::Number::New(env, ret < 0 ? KVM_EXIT_INTR : run()->exit_reason));
+    d.Resolve(Napi::Number::New(env, run()->exit_reason));
   }
-}
-
-bool VcpuCore::Kick() {
-  if (!busy_) return false;
-  run()->immediate_exit = 1;  // covers a kick that lands before KVM_RUN starts
-  pthread_kill(workerHandle_, KickSignal());
-  return true;
 }
 
 void VcpuCore::Shutdown() {
@@ -234,7 +285,7 @@ void VcpuCore::Shutdown() {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    if (busy_) Kick();
+    Kick();
     cv_.notify_one();
     worker_.join();
     // A queued completion is still delivered (and rejects) after this.
@@ -246,10 +297,13 @@ void VcpuCore::Shutdown() {
     if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     runBuffer_.Reset();
   }
-  if (run_ != nullptr) {
-    // The mapping holds the vCPU file open: unmap it or the VM lives on.
-    ::munmap(run_, runSize_);
-    run_ = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(runMu_);
+    if (run_ != nullptr) {
+      // The mapping holds the vCPU file open: unmap it or the VM lives on.
+      ::munmap(run_, runSize_);
+      run_ = nullptr;
+    }
   }
   fd_.Reset();
 }
@@ -275,6 +329,7 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceAccessor<&Vcpu::GetId>("id"),
                          InstanceAccessor<&Vcpu::GetFd>("fd"),
                          InstanceAccessor<&Vcpu::GetRunning>("running"),
+                         InstanceAccessor<&Vcpu::GetKickHandle>("kickHandle"),
                      });
 }
 
@@ -296,7 +351,10 @@ Vcpu::Vcpu(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vcpu>(info) {
   vmRef_ = Napi::Persistent(vm);
 }
 
-Vcpu::~Vcpu() { core_->Shutdown(); }
+Vcpu::~Vcpu() {
+  core_->MarkCollected();
+  core_->Shutdown();
+}
 
 int Vcpu::Fd(const char* syscall, bool forRun) {
   if (core_->closed()) throw ClosedError(Env(), "vCPU", syscall);
@@ -308,14 +366,35 @@ int Vcpu::Fd(const char* syscall, bool forRun) {
   return core_->fd();
 }
 
+// run(timeoutMs?): KVM_RUN on this thread until an exit, a kick from
+// another thread (kickVcpu), the deadline, or the environment's teardown.
 Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = Fd("KVM_RUN", true);
+  Fd("KVM_RUN", true);
+  int64_t deadline = 0;
+  if (info[0].IsNumber()) {
+    double ms = info[0].As<Napi::Number>().DoubleValue();
+    if (!(ms >= 0 && ms <= 2147483647.0)) throw Napi::RangeError::New(env, "timeoutMs out of range");
+    deadline = MonotonicNs() + static_cast<int64_t>(ms * 1e6);
+  }
   vm_->ValidateSlots(env);
-  core_->run()->immediate_exit = 0;
-  if (::ioctl(fd, KVM_RUN, 0) < 0) {
-    if (errno == EINTR) return Napi::Number::New(env, KVM_EXIT_INTR);
-    throw SysError(env, errno, "KVM_RUN");
+  EnsureKickHandler(env);
+  UnblockKickSignal();
+  SyncRun watch{pthread_self(), core_->run(), deadline};
+  WatchBegin(&watch);
+  struct Guard {
+    SyncRun* w;
+    ~Guard() { WatchEnd(w); }
+  } guard{&watch};
+  for (;;) {
+    bool kicked = false;
+    if (core_->RunOnce(&kicked) >= 0) break;
+    int err = errno;
+    if (err != EINTR) throw SysError(env, err, "KVM_RUN");
+    if (kicked || (deadline != 0 && MonotonicNs() >= deadline)) break;
+    if (watch.reason.exchange(SyncRun::kNone) != SyncRun::kTick) break;  // someone else's signal
+    // A tick from the watchdog: go on unless this environment is going away.
+    if (!EnvAlive(env)) return Napi::Value();
   }
   return Napi::Number::New(env, core_->run()->exit_reason);
 }
@@ -475,6 +554,10 @@ Napi::Value Vcpu::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::N
 
 Napi::Value Vcpu::GetRunning(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), core_->busy());
+}
+
+Napi::Value Vcpu::GetKickHandle(const Napi::CallbackInfo& info) {
+  return Napi::BigInt::New(info.Env(), core_->handle());
 }
 
 void Vcpu::Close(const Napi::CallbackInfo&) { core_->Shutdown(); }

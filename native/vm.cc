@@ -103,7 +103,7 @@ int Vm::DeleteSlot(uint32_t id) {
   int r = IoctlRetry(fd_.get(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region));
   if (r == 0 && it != slots_.end()) {
     if (it->second.borrowed) --borrowedSlots_;
-    --*it->second.pins;
+    Memory::Unpin(it->second.pins, it->second.mapping);
     slots_.erase(it);
   }
   return r;
@@ -154,8 +154,9 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   if (it == slots_.end()) {
     bool borrowed = memory->NeedsValidation();
     if (borrowed) ++borrowedSlots_;
+    auto pins = memory->Pin();
     slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, borrowed, memory,
-                            Napi::Persistent(memoryObj), memory->Pin(), memory->mapping()});
+                            Napi::Persistent(memoryObj), std::move(pins), memory->mapping()});
   } else {
     it->second.flags = flags;
     it->second.gpa = gpa;
@@ -285,7 +286,7 @@ void Vm::CloseAll() {
   for (auto& core : vcpus_) core->Shutdown();
   vcpus_.clear();
   fd_.Reset();
-  for (auto& [id, slot] : slots_) --*slot.pins;
+  for (auto& [id, slot] : slots_) Memory::Unpin(slot.pins, slot.mapping);
   slots_.clear();
   borrowedSlots_ = 0;
 }

@@ -1,0 +1,153 @@
+#include "kick.h"
+
+#include <signal.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "errors.h"
+
+namespace nodekvm {
+
+namespace {
+std::mutex gSignalMu;
+int gKickSignal = 0;  // 0: not chosen yet, SIGRTMIN+3 at first use
+bool gInstalled = false;
+
+void Nothing(int) {}
+
+// A run that lasts this long gets a tick, to check its environment.
+constexpr int64_t kTickNs = 100'000'000;
+
+class Watchdog : public std::enable_shared_from_this<Watchdog> {
+ public:
+  void Begin(SyncRun* r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_.push_back(r);
+    if (!started_) {
+      started_ = true;
+      // Detached: it sleeps when no run needs it, and holds itself alive.
+      std::thread([self = shared_from_this()] { self->Loop(); }).detach();
+    }
+    if (idle_ || r->deadlineNs != 0) cv_.notify_one();
+  }
+  void End(SyncRun* r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_.erase(std::find(runs_.begin(), runs_.end(), r));
+  }
+
+ private:
+  void Loop() {
+    // Never the target of anyone's signals.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (runs_.empty()) {
+        idle_ = true;
+        cv_.wait(lock, [this] { return !runs_.empty(); });
+        idle_ = false;
+      }
+      int64_t now = MonotonicNs();
+      int64_t wake = now + kTickNs;
+      for (SyncRun* r : runs_) {
+        if (r->deadlineNs != 0) wake = std::min(wake, r->deadlineNs);
+      }
+      cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wake - now, 0)));
+      now = MonotonicNs();
+      for (SyncRun* r : runs_) {
+        int why = SyncRun::kNone;
+        if (r->deadlineNs != 0 && now >= r->deadlineNs) {
+          why = SyncRun::kTimeout;
+        } else if (++r->age >= 2) {
+          why = SyncRun::kTick;
+          r->age = 0;
+        }
+        if (why == SyncRun::kNone) continue;
+        int expected = SyncRun::kNone;
+        r->reason.compare_exchange_strong(expected, why);
+        r->run->immediate_exit = 1;
+        pthread_kill(r->thread, KickSignal());
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<SyncRun*> runs_;
+  bool started_ = false;
+  bool idle_ = false;
+};
+
+Watchdog& TheWatchdog() {
+  static const std::shared_ptr<Watchdog> w = std::make_shared<Watchdog>();
+  return *w;
+}
+}  // namespace
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int KickSignal() {
+  std::lock_guard<std::mutex> lock(gSignalMu);
+  if (gKickSignal == 0) gKickSignal = SIGRTMIN + 3;
+  return gKickSignal;
+}
+
+void SetKickSignal(Napi::Env env, int signo) {
+  std::lock_guard<std::mutex> lock(gSignalMu);
+  if (gInstalled && signo != gKickSignal) {
+    throw SysError(env, EBUSY, "sigaction",
+                   "the kick signal is already in use (" + std::to_string(gKickSignal) +
+                       "); choose it before the first run");
+  }
+  gKickSignal = signo;
+}
+
+void EnsureKickHandler(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(gSignalMu);
+  if (gInstalled) return;
+  if (gKickSignal == 0) gKickSignal = SIGRTMIN + 3;
+  struct sigaction old {};
+  sigaction(gKickSignal, nullptr, &old);
+  // sa_handler and sa_sigaction share storage, so this covers SA_SIGINFO handlers too.
+  if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
+    throw SysError(env, EBUSY, "sigaction",
+                   "signal " + std::to_string(gKickSignal) +
+                       ", which node-kvm uses to kick vCPUs, already has a handler; choose another with "
+                       "configure({ kickSignal })");
+  }
+  struct sigaction sa {};
+  sa.sa_handler = Nothing;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
+  sigaction(gKickSignal, &sa, nullptr);
+  gInstalled = true;
+}
+
+void UnblockKickSignal() {
+  thread_local bool done = false;
+  if (done) return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, KickSignal());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  done = true;
+}
+
+void WatchBegin(SyncRun* r) { TheWatchdog().Begin(r); }
+void WatchEnd(SyncRun* r) { TheWatchdog().End(r); }
+
+}  // namespace nodekvm
