@@ -29,6 +29,14 @@ let instances = 0;
  * Records kvmmmu events of this process's threads (and the vCPU threads it
  * starts later) in a private tracefs instance, so the global trace is left
  * alone. Record one VM at a time: the events do not say which VM.
+ *
+ * An instance keeps tracing into its kernel buffer until it is removed, so
+ * none may outlive the process: those not stopped are removed when the
+ * process exits (normally, by `process.exit()` or an uncaught exception) and
+ * on SIGINT, SIGTERM and SIGHUP when nothing else listens for them (the
+ * signal is then re-raised, so the process dies of it as it would have).
+ * A process killed outright (SIGKILL) leaves its instances behind; every
+ * {@link MmuTrace.start} removes those whose process no longer exists.
  */
 export class MmuTrace {
   readonly #dir: string;
@@ -43,8 +51,10 @@ export class MmuTrace {
   static start(): MmuTrace {
     const why = traceUnavailable();
     if (why) throw new Error(`cannot trace the MMU: ${why}`);
+    sweepStaleInstances(`${tracefsRoot()}/instances`);
     const dir = `${tracefsRoot()}/instances/node-kvm-${process.pid}-${instances++}`;
     mkdirSync(dir);
+    track(dir);
     const t = new MmuTrace(dir);
     try {
       writeFileSync(`${dir}/buffer_size_kb`, '16384');
@@ -57,7 +67,12 @@ export class MmuTrace {
       }
       writeFileSync(`${dir}/tracing_on`, '1');
     } catch (e) {
-      t.#remove();
+      try {
+        removeInstance(dir);
+        untrack(dir);
+      } catch {
+        // Still tracked: removed again at exit. Report the first error.
+      }
       throw e;
     }
     return t;
@@ -68,7 +83,8 @@ export class MmuTrace {
     if (!this.#stopped) {
       writeFileSync(`${this.#dir}/tracing_on`, '0');
       this.#lines = readFileSync(`${this.#dir}/trace`, 'utf8').split('\n');
-      this.#remove();
+      removeInstance(this.#dir);
+      untrack(this.#dir);
       this.#stopped = true;
     }
     return parseTrace(this.#lines);
@@ -78,13 +94,86 @@ export class MmuTrace {
   [Symbol.dispose](): void {
     this.stop();
   }
+}
 
-  #remove(): void {
-    for (const e of EVENTS) {
-      const f = `${this.#dir}/events/kvmmmu/${e}/enable`;
-      if (existsSync(f)) writeFileSync(f, '0');
+// ----------------------------------------------- instances outliving us
+
+// Instances of this process not stopped yet. Listeners are registered while
+// there are any, so a process that never traces keeps Node's defaults.
+const live = new Set<string>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+function track(dir: string): void {
+  if (live.size === 0) {
+    // 'exit' also runs after an uncaught exception; its listeners must be synchronous.
+    process.on('exit', removeLive);
+    for (const sig of SIGNALS) process.on(sig, onSignal);
+  }
+  live.add(dir);
+}
+
+function untrack(dir: string): void {
+  live.delete(dir);
+  if (live.size === 0) {
+    process.removeListener('exit', removeLive);
+    for (const sig of SIGNALS) process.removeListener(sig, onSignal);
+  }
+}
+
+function removeLive(): void {
+  for (const dir of [...live]) {
+    try {
+      removeInstance(dir);
+    } catch {
+      // Best effort at exit: one stuck instance must not keep the others.
     }
-    rmdirSync(this.#dir);
+    untrack(dir);
+  }
+}
+
+// Our listener keeps Node from dying of the signal. If it is the only one,
+// do what Node would have done after removing the instances: die of the
+// signal (untrack() removed the listeners, so the default action is back).
+// Other listeners own the signal; if they exit, 'exit' removes the instances.
+function onSignal(sig: NodeJS.Signals): void {
+  if (process.listenerCount(sig) > 1) return;
+  removeLive();
+  process.kill(process.pid, sig);
+  // Not reached: a signal sent to oneself is delivered before kill() returns.
+  process.exit(128 + SIGNAL_NUMBERS[sig as (typeof SIGNALS)[number]]);
+}
+
+/** Stops an instance's tracing and events, then removes it. */
+function removeInstance(dir: string): void {
+  if (!existsSync(dir)) return;
+  writeFileSync(`${dir}/tracing_on`, '0');
+  // Every event of the instance, whoever enabled it.
+  writeFileSync(`${dir}/events/enable`, '0');
+  rmdirSync(dir);
+}
+
+/**
+ * Removes `node-kvm-<pid>-<n>` instances left by processes that no longer
+ * exist (killed by SIGKILL, or by a crash). A pid is taken as alive when
+ * /proc/<pid> exists: an instance whose pid was reused by another process
+ * stays until that process ends, and one made in another pid namespace
+ * sharing this tracefs could be taken for stale. Instances named with our
+ * own pid that we did not create come from an earlier process that had it.
+ */
+function sweepStaleInstances(parent: string): void {
+  for (const name of readdirSync(parent)) {
+    const m = /^node-kvm-(\d+)-\d+$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    const dir = `${parent}/${name}`;
+    const stale = pid === process.pid ? !live.has(dir) : !existsSync(`/proc/${pid}`);
+    if (!stale) continue;
+    try {
+      removeInstance(dir);
+    } catch {
+      // Another process sweeping at the same time, or still open: next time.
+    }
   }
 }
 

@@ -27,6 +27,8 @@ const BASE_MODULES = ['virtio_pci', '9pnet_virtio', '9p'];
 const KVM_MODULES = ['kvm_amd'];
 
 const MARK = '@@NODE-KVM-SANDBOX:';
+// Control dirs are <tmpdir>/node-kvm-sandbox-<pid>-XXXXXX.
+const CTL_PREFIX = 'node-kvm-sandbox-';
 const NINEP_OPTS = 'trans=virtio,version=9p2000.L,msize=512000';
 // Bumped when the initramfs layout changes in a way the key would not notice.
 const FORMAT = 1;
@@ -88,12 +90,18 @@ export async function runInSandbox(opts) {
   const kernel = o.kernel ? kernelFromPath(o.kernel) : defaultKernel();
   const modules = resolveModules(kernel.release);
   checkModuleParams(o.moduleParams, modules);
+  sweepStale();
   const initramfs = await ensureInitramfs(kernel, modules, busybox);
   const elf = await ensurePvhKernel(kernel);
+  throwIfAborted(o);
 
-  const ctl = await fsp.mkdtemp(path.join(os.tmpdir(), 'node-kvm-sandbox-'));
+  // Synchronous, so that no exit or signal comes between making the dir and
+  // tracking it. The pid in the name lets a later run sweep it if we are killed.
+  const ctl = fs.mkdtempSync(path.join(os.tmpdir(), `${CTL_PREFIX}${process.pid}-`));
+  const forgetCtl = atExit(() => fs.rmSync(ctl, { recursive: true, force: true, maxRetries: 3 }));
   try {
     await writeControlFiles(ctl, o, busybox);
+    throwIfAborted(o);
     const run = await runQemu(o, { ...kernel, bootPath: elf?.path ?? kernel.path }, initramfs.path, ctl);
     const g = run.guest;
     const info = {
@@ -118,8 +126,13 @@ export async function runInSandbox(opts) {
     };
     return { exitCode: run.exitCode, info };
   } finally {
-    await fsp.rm(ctl, { recursive: true, force: true });
+    await fsp.rm(ctl, { recursive: true, force: true, maxRetries: 3 });
+    forgetCtl();
   }
+}
+
+function throwIfAborted(o) {
+  if (o.signal?.aborted) throw Object.assign(new Error('sandbox: aborted'), { name: 'AbortError' });
 }
 
 // ---------------------------------------------------------------- options
@@ -478,12 +491,15 @@ function hasPvhNote(elf) {
 async function atomicWrite(file, data) {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const forget = atExit(() => fs.rmSync(tmp, { force: true }));
   try {
     await fsp.writeFile(tmp, data);
     await fsp.rename(tmp, file);
   } catch (e) {
     await fsp.rm(tmp, { force: true });
     throw e;
+  } finally {
+    forget();
   }
 }
 
@@ -670,16 +686,81 @@ function qemuArgs(o, kernel, initrd, ctl) {
   ];
 }
 
-// Kill VMs still running when this process exits (one listener for all).
-const liveVms = new Set();
-const cleanUpLiveVms = () => liveVms.forEach((cleanUp) => cleanUp());
-function trackChild(cleanUp) {
-  if (liveVms.size === 0) process.on('exit', cleanUpLiveVms);
-  liveVms.add(cleanUp);
+// ------------------------------------------------- exits and signals
+
+// What must happen however this process ends: kill QEMU, remove temporary
+// files. Synchronous tasks, run newest first (QEMU dies before its control
+// dir goes). Listeners exist only while there are tasks, so a process that
+// is not running a sandbox keeps Node's defaults.
+const exitTasks = new Set();
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/** Runs `task` if the process ends before the returned function is called. */
+function atExit(task) {
+  if (exitTasks.size === 0) {
+    // 'exit' covers normal ends, process.exit() and uncaught exceptions.
+    process.on('exit', runExitTasks);
+    for (const sig of Object.keys(SIGNALS)) process.on(sig, onSignal);
+  }
+  exitTasks.add(task);
+  return () => forgetTask(task);
 }
-function untrackChild(cleanUp) {
-  liveVms.delete(cleanUp);
-  if (liveVms.size === 0) process.removeListener('exit', cleanUpLiveVms);
+
+function forgetTask(task) {
+  if (!exitTasks.delete(task) || exitTasks.size > 0) return;
+  process.removeListener('exit', runExitTasks);
+  for (const sig of Object.keys(SIGNALS)) process.removeListener(sig, onSignal);
+}
+
+function runExitTasks() {
+  for (const task of [...exitTasks].reverse()) {
+    try {
+      task();
+    } catch { /* best effort: the other tasks still run */ }
+    forgetTask(task);
+  }
+}
+
+// Our listener keeps Node from dying of the signal. If it is the only one,
+// clean up and then die of the signal as Node would have (forgetTask removed
+// the listeners, so the default action is back). If the program has its own
+// listener (the CLI has), the signal is its business; 'exit' still cleans up.
+function onSignal(sig) {
+  if (process.listenerCount(sig) > 1) return;
+  runExitTasks();
+  process.kill(process.pid, sig);
+  // Not reached: a signal sent to oneself is delivered before kill() returns.
+  process.exit(128 + SIGNALS[sig]);
+}
+
+// True when no process has this pid (in our pid namespace).
+function pidIsDead(pid) {
+  return pid > 0 && !fs.existsSync(`/proc/${pid}`);
+}
+
+/**
+ * Removes what runs killed outright (SIGKILL, OOM) left: control dirs
+ * `node-kvm-sandbox-<pid>-*` in the temporary directory and unfinished
+ * cache files `*.<pid>.<hex>.tmp`, when that pid no longer exists. A reused
+ * pid only delays the sweep; dirs named before the pid was in the name
+ * are not touched.
+ */
+function sweepStale() {
+  const sweep = (dir, re) => {
+    let names = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch { /* no such dir yet */ }
+    for (const name of names) {
+      const m = re.exec(name);
+      if (!m || !pidIsDead(Number(m[1]))) continue;
+      try {
+        fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+      } catch { /* not ours to remove (another user's), or already gone */ }
+    }
+  };
+  sweep(os.tmpdir(), new RegExp(`^${CTL_PREFIX}(\\d+)-\\w+$`));
+  sweep(cacheDir(), /\.(\d+)\.[0-9a-f]{8}\.tmp$/);
 }
 
 function runQemu(o, kernel, initrd, ctl) {
@@ -697,11 +778,8 @@ function runQemu(o, kernel, initrd, ctl) {
     const killChild = () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     };
-    const onProcessExit = () => {
-      killChild();
-      fs.rmSync(ctl, { recursive: true, force: true });
-    };
-    trackChild(onProcessExit);
+    // QEMU would outlive this process, since nothing else kills it.
+    const forgetChild = atExit(killChild);
 
     const fail = (err) => {
       failure ??= err;
@@ -785,7 +863,7 @@ function runQemu(o, kernel, initrd, ctl) {
       clearTimeout(runTimer);
       clearInterval(pumpTimer);
       o.signal?.removeEventListener('abort', onAbort);
-      untrackChild(onProcessExit);
+      forgetChild();
       try {
         pump();
         const rest = outDecoder.end();
