@@ -237,7 +237,8 @@ Napi::Value Memory::GetAddress(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Memory::GetPins(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), *pins_);
+  // The owner of a mapping counts the slots of its aliases too.
+  return Napi::Number::New(info.Env(), kind_ == Kind::kMapped && mapping_ ? mapping_->pins.load() : *pins_);
 }
 
 Napi::Value Memory::GetKind(const Napi::CallbackInfo& info) {
