@@ -41,8 +41,9 @@ export interface NativeVcpu {
   readonly fd: number;
   readonly id: number;
   readonly running: boolean;
+  readonly kickHandle: bigint;
   readonly runBuffer: ArrayBuffer;
-  run(): number;
+  run(timeoutMs?: number): number;
   runAsync(): Promise<number>;
   kick(): boolean;
   getRegs(): import('./regs').Regs;
@@ -64,6 +65,7 @@ export interface NativeMemory {
   readonly slotCount: number;
   readonly kind: 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
   readonly closed: boolean;
+  view(offset: number, length: number): ArrayBuffer;
   close(): void;
 }
 
@@ -75,12 +77,18 @@ export interface Binding {
     new (kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): NativeMemory;
   };
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;
+  setMaxView(bytes: number): void;
+  setKickSignal(signo: number): void;
+  kickSignal(): number;
+  kickVcpu(handle: bigint): boolean;
   runLayout: Record<string, number>;
   constants: Record<string, number>;
 }
 
 const root = join(__dirname, '..');
 const candidates = [
+  // A sanitizer build (`npm run test:asan`) or another build to test.
+  ...(process.env.NODE_KVM_ADDON ? [process.env.NODE_KVM_ADDON] : []),
   join(root, 'build/Release/node_kvm.node'),
   join(root, `prebuilds/${process.platform}-${process.arch}/node_kvm.node`),
 ];
