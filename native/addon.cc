@@ -2,6 +2,7 @@
 #include <linux/kvm.h>
 #include <napi.h>
 #include <sys/ioctl.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -95,7 +96,20 @@ Napi::Object Constants(Napi::Env env) {
   return o;
 }
 
+// Node unloads an addon when the last environment that loaded it (a
+// worker, say) goes away, but the kick handler and the watchdog thread are
+// process-wide and outlive it: keep this library mapped for good.
+void PinLibrary() {
+  static const bool pinned = [] {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) == 0 || info.dli_fname == nullptr) return false;
+    return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != nullptr;
+  }();
+  (void)pinned;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinLibrary();
   // Owned by the env, which deletes it at teardown.
   env.SetInstanceData(std::make_unique<AddonData>().release());
   AddonData& data = Data(env);
