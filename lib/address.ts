@@ -2,6 +2,8 @@
 // the host kernel resolve it.
 import { openSync, readSync, closeSync } from 'node:fs';
 import { PAGE_SIZE } from './memory';
+import { KvmError } from './errors';
+import { validateU64 } from './validate';
 import type { MemorySlot } from './slot';
 import type { Vm } from './vm';
 
@@ -28,12 +30,20 @@ export interface HostPage {
  * this says so instead of returning 0.
  */
 export function hvaToHpa(hva: bigint): HostPage {
+  hva = validateU64(hva, 'hva');
   const entry = Buffer.alloc(8);
-  const fd = openSync('/proc/self/pagemap', 'r');
   try {
-    readSync(fd, entry, 0, 8, Number(hva >> SHIFT) * 8);
-  } finally {
-    closeSync(fd);
+    const fd = openSync('/proc/self/pagemap', 'r');
+    try {
+      // A bigint position: past 2^53 a number would be rounded.
+      readSync(fd, entry, 0, 8, (hva >> SHIFT) * 8n);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.errno === 'number' && typeof err.syscall === 'string') throw new KvmError(Math.abs(err.errno), err.syscall, '/proc/self/pagemap');
+    throw e;
   }
   const v = entry.readBigUInt64LE(0);
   const present = (v >> 63n) & 1n ? true : false;

@@ -1,3 +1,5 @@
+import { outOfRange, validateInteger, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
+
 /** A slot's dirty bitmap: bit i set means page `baseGfn + i` was written. */
 export class DirtyLog {
   /** Slot id. */
@@ -9,19 +11,23 @@ export class DirtyLog {
 
   /** @internal */
   constructor(slot: number, baseGfn: bigint, npages: number, bitmap: Uint8Array) {
-    this.slot = slot;
-    this.baseGfn = baseGfn;
-    this.npages = npages;
-    this.bitmap = bitmap;
+    this.slot = validateU32(slot, 'slot');
+    this.baseGfn = validateU64(baseGfn, 'baseGfn');
+    this.npages = validateLength(npages, 'npages');
+    this.bitmap = validateUint8Array(bitmap, 'bitmap');
+    const need = DirtyLog.bytesFor(npages);
+    if (bitmap.length < need) throw outOfRange('bitmap.length', `>= ${need} for ${npages} pages`, bitmap.length);
   }
 
   /** Bytes KVM needs for a slot of `npages` pages: whole 64-bit words. */
   static bytesFor(npages: number): number {
+    validateLength(npages, 'npages');
     return Math.ceil(npages / 64) * 8;
   }
 
   /** Whether page `i` of the slot is dirty. */
   isDirty(i: number): boolean {
+    validateInteger(i, 'i', 0, this.npages - 1);
     return ((this.bitmap[i >> 3] ?? 0) >> (i & 7)) & 1 ? true : false;
   }
 

@@ -75,7 +75,11 @@ function hintFor(code: string, syscall: string, detail: string): string {
 
 binding.setErrorFactory((errno, syscall, detail) => new KvmError(errno, syscall, detail));
 
-/** Thrown for bad arguments before any syscall is made. */
+/**
+ * A `RangeError` with code `ERR_INVALID_ARG_VALUE` and a free-form message,
+ * for a call that cannot be made in the object's present state (a slot
+ * without dirty logging). Arguments are checked with lib/validate.ts.
+ */
 export function argError(message: string): RangeError & { code: string } {
   const e = new RangeError(message) as RangeError & { code: string };
   e.code = 'ERR_INVALID_ARG_VALUE';

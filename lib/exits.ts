@@ -1,5 +1,6 @@
 import { binding } from './binding';
 import { ExitReason, SystemEventType } from './constants';
+import { invalidArgType, invalidArgValue, outOfRange, validateInstance, validateInteger, validateU64 } from './validate';
 
 /** The guest wrote to or read from an I/O port (`KVM_EXIT_IO`). */
 export interface IoExit {
@@ -85,6 +86,32 @@ const OFF = {
   systemEventData: at('systemEventData'),
 };
 
+// kvm_run's header and exit union: what decodeExit may read.
+const RUN_MIN_BYTES = 288;
+
+// A value for `size` little-endian bytes: unsigned, or negative as two's complement.
+function checkWord(value: unknown, name: string, size: number): bigint {
+  const bits = BigInt(size * 8);
+  const min = -(1n << (bits - 1n));
+  const max = (1n << bits) - 1n;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw outOfRange(name, 'a safe integer', value);
+    value = BigInt(value);
+  }
+  if (typeof value !== 'bigint') throw invalidArgType(name, 'of type number or bigint', value);
+  if (value < min || value > max) throw outOfRange(name, `>= ${min} && <= ${max} (${size} bytes)`, value);
+  return value as bigint;
+}
+
+// An array-like of at most `max` elements.
+function checkList(value: unknown, name: string, max: number): unknown[] {
+  if (typeof value !== 'object' || value === null || typeof (value as { length?: unknown }).length !== 'number') {
+    throw invalidArgType(name, 'of type number or an array-like object', value);
+  }
+  const length = validateInteger((value as ArrayLike<unknown>).length, `${name}.length`, 0, max);
+  return Array.from({ length }, (_, i) => (value as ArrayLike<unknown>)[i]);
+}
+
 function readLE(bytes: Uint8Array, offset: number, size: number): number {
   let v = 0;
   for (let i = size - 1; i >= 0; i--) v = v * 256 + (bytes[offset + i] ?? 0);
@@ -109,6 +136,10 @@ function u64s(view: DataView, offset: number, count: number): bigint[] {
  * the whole mmap). Exposed for tests; {@link Vcpu.run} calls it for you.
  */
 export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
+  validateInstance(view, 'view', DataView);
+  validateInstance(bytes, 'bytes', Uint8Array);
+  if (view.byteLength < RUN_MIN_BYTES) throw outOfRange('view.byteLength', `>= ${RUN_MIN_BYTES} (a kvm_run area)`, view.byteLength);
+  if (bytes.length < RUN_MIN_BYTES) throw outOfRange('bytes.length', `>= ${RUN_MIN_BYTES} (a kvm_run area)`, bytes.length);
   const reason = view.getUint32(OFF.exitReason, true);
   switch (reason) {
     case ExitReason.IO: {
@@ -116,7 +147,7 @@ export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
       const count = view.getUint32(OFF.ioCount, true);
       const offset = Number(view.getBigUint64(OFF.ioDataOffset, true));
       const length = size * count;
-      if (offset + length > bytes.length) throw new Error(`io exit data at ${offset}+${length} is outside kvm_run`);
+      if (offset + length > bytes.length) throw invalidArgValue('bytes', bytes, `is too short: io exit data at ${offset}+${length} is outside kvm_run`);
       const data = bytes.subarray(offset, offset + length);
       return {
         reason: 'io',
@@ -127,8 +158,9 @@ export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
         data,
         value: readLE(data, 0, size),
         respond(value) {
-          const values = typeof value === 'number' ? [value] : Array.from(value);
-          values.slice(0, count).forEach((v, i) => writeLE(data, i * size, size, BigInt(v)));
+          const values = typeof value === 'number' ? [value] : checkList(value, 'value', count);
+          const words = values.map((v, i) => checkWord(v, typeof value === 'number' ? 'value' : `value[${i}]`, size));
+          words.forEach((v, i) => writeLE(data, i * size, size, v));
         },
       };
     }
@@ -145,8 +177,8 @@ export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
         data,
         value,
         respond(v) {
-          if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, BigInt(v));
-          else data.set(Array.from(v).slice(0, length));
+          if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, checkWord(v, 'value', length || 1));
+          else data.set(checkList(v, 'value', length).map((b, i) => validateInteger(b, `value[${i}]`, 0, 255)));
         },
       };
     }

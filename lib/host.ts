@@ -6,6 +6,7 @@ import { GuestMemory } from './memory';
 import { setupMode } from './modes';
 import { traceUnavailable } from './trace';
 import type { GuestDebugOptions } from './vcpu';
+import { validateObject, validateString } from './validate';
 
 /** Which KVM backend module drives `/dev/kvm`. */
 export type VendorModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
@@ -57,6 +58,7 @@ const on = (v: string | undefined): boolean => v === 'Y' || v === '1' || v === '
  * the module parameters in `/sys/module`.
  */
 export function probeKvm(path = '/dev/kvm'): KvmProbe {
+  validateString(path, 'path', { noNul: true });
   const sys = '/sys/module';
   const vendorModule: VendorModule = existsSync(`${sys}/kvm_intel`)
     ? 'kvm_intel'
@@ -122,6 +124,7 @@ function breakpointStops(kvm: Kvm, code: number[], debug: GuestDebugOptions): bo
 
 /** One line for logs: `kvm_amd, npt=on, tdp_mmu=on, breakpoints hw off sw on, kernel 6.1.0`. */
 export function describeKvm(p: KvmProbe): string {
+  validateObject(p, 'p', ['usable', 'reason', 'code', 'vendorModule', 'tdp', 'tdpMmu', 'kernel', 'hwBreakpoints', 'swBreakpoints', 'mmuTrace']);
   const tdpName = p.vendorModule === 'kvm_intel' ? 'ept' : p.vendorModule === 'kvm_amd' ? 'npt' : 'tdp';
   const bps = p.usable ? `, breakpoints hw ${p.hwBreakpoints ? 'on' : 'off'} sw ${p.swBreakpoints ? 'on' : 'off'}` : '';
   return `${p.vendorModule}, ${tdpName}=${p.tdp ? 'on' : 'off'}, tdp_mmu=${p.tdpMmu ? 'on' : 'off'}${bps}, kernel ${p.kernel}`;

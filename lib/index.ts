@@ -6,8 +6,8 @@
  */
 export { Kvm, type CreateVmOptions } from './kvm';
 export { Vm, type SlotOptions } from './vm';
-export { Vcpu, type Translation, type GuestDebugOptions, type RunHandlers } from './vcpu';
-export { GuestMemory, PAGE_SIZE, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './memory';
+export { Vcpu, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunHandlers, type AsyncRunHandlers, type RunOptions, type RunAsyncOptions } from './vcpu';
+export { GuestMemory, PAGE_SIZE, MAX_VIEW, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './memory';
 export { MemorySlot } from './slot';
 export { KvmError } from './errors';
 export { Cap, ExitReason, MemFlag, SystemEventType, KVM_API_VERSION } from './constants';

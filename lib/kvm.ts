@@ -2,6 +2,7 @@ import { binding, type NativeKvm } from './binding';
 import { KVM_API_VERSION, Cap } from './constants';
 import type { CpuidEntry } from './cpuid';
 import { Vm } from './vm';
+import { own, validateOptions, validateString, validateU32, validateU64 } from './validate';
 
 /** Options for {@link Kvm.createVm}. */
 export interface CreateVmOptions {
@@ -38,6 +39,7 @@ export class Kvm {
    * is missing (`ENOENT`) or not accessible (`EACCES`).
    */
   static open(path = '/dev/kvm'): Kvm {
+    validateString(path, 'path', { noNul: true });
     const native = new binding.Kvm(path);
     const version = native.apiVersion();
     if (version !== KVM_API_VERSION) {
@@ -59,7 +61,7 @@ export class Kvm {
 
   /** `KVM_CHECK_EXTENSION`: 0 when unsupported, else 1 or a capability-specific number. */
   checkExtension(cap: number): number {
-    return this.native.checkExtension(cap);
+    return this.native.checkExtension(validateU32(cap, 'cap'));
   }
 
   /** `KVM_GET_VCPU_MMAP_SIZE`: bytes of each vCPU's shared `kvm_run` area. */
@@ -73,8 +75,12 @@ export class Kvm {
    * identity-map addresses so that real-mode guests also run on Intel.
    */
   createVm(options: CreateVmOptions = {}): Vm {
-    const vm = new Vm(this.native.createVm(options.type ?? 0), this);
-    const tss = options.tssAddr === undefined ? 0xfffbc000n : options.tssAddr;
+    const o = validateOptions(options, 'options', ['type', 'tssAddr']);
+    const type = own(o, 'type') === undefined ? 0 : validateU32(o.type, 'options.type');
+    const tssIn = own(o, 'tssAddr');
+    // The identity-map page and the TSS's three pages follow the address.
+    const tss = tssIn === undefined ? 0xfffbc000n : tssIn === null ? null : validateU64(tssIn, 'options.tssAddr', (1n << 64n) - 0x4000n);
+    const vm = new Vm(this.native.createVm(type), this);
     try {
       if (tss !== null) {
         // Identity map page first, then the TSS's three pages after it.

@@ -1,6 +1,7 @@
 // Putting programs into guest memory: flat binaries and ELF executables.
 import type { Range } from './paging';
-import type { Vm } from './vm';
+import { Vm } from './vm';
+import { validateInstance, validateOneOf, validateString, validateU64, validateUint8Array } from './validate';
 
 /** A program in guest memory. */
 export interface LoadedProgram {
@@ -26,15 +27,23 @@ export class ElfError extends Error {
     | 'ERR_ELF_OUTSIDE_MEMORY';
 
   constructor(code: ElfError['code'], message: string) {
-    super(message);
+    super(validateString(message, 'message'));
+    validateOneOf(code, 'code', ELF_CODES);
     this.name = 'ElfError';
     this.code = code;
   }
 }
 
+const ELF_CODES: readonly ElfError['code'][] = [
+  'ERR_ELF_NOT_ELF', 'ERR_ELF_TRUNCATED', 'ERR_ELF_CLASS', 'ERR_ELF_ENDIAN', 'ERR_ELF_MACHINE',
+  'ERR_ELF_TYPE', 'ERR_ELF_NO_SEGMENTS', 'ERR_ELF_SEGMENT', 'ERR_ELF_OUTSIDE_MEMORY',
+];
+
 /** Copies `bytes` to guest-physical `gpa`; execution starts at its first byte. */
 export function loadFlat(vm: Vm, bytes: Uint8Array, gpa: bigint | number): LoadedProgram {
-  const start = BigInt(gpa);
+  validateInstance(vm, 'vm', Vm);
+  validateUint8Array(bytes, 'bytes');
+  const start = validateU64(gpa, 'gpa');
   vm.memoryAt(start, bytes.length).set(bytes);
   return { entry: start, ranges: [{ start, end: start + BigInt(bytes.length), what: 'the program' }] };
 }
@@ -53,6 +62,8 @@ const PT_LOAD = 1;
  * with segments outside the guest's memory slots.
  */
 export function loadElf(vm: Vm, file: Uint8Array): LoadedProgram {
+  validateInstance(vm, 'vm', Vm);
+  validateUint8Array(file, 'file');
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const need = (end: number, what: string) => {
     if (end > file.byteLength) {

@@ -1,10 +1,20 @@
 import { markAsUntransferable } from 'node:worker_threads';
 import { binding, type NativeMemory } from './binding';
 import { constants } from 'node:os';
-import { argError, KvmError } from './errors';
+import { KvmError } from './errors';
+import { constants as bufferConstants } from 'node:buffer';
+import { invalidArgType, invalidArgValue, outOfRange, own, validateLength, validateOptions } from './validate';
 
 /** Size of a page: KVM maps guest memory in whole pages. */
 export const PAGE_SIZE: number = binding.constants.pageSize ?? 4096;
+
+/**
+ * The most bytes one view of guest memory may span: the runtime's largest
+ * `ArrayBuffer` (`buffer.constants.MAX_LENGTH`: 4 GiB on Node 20, more on
+ * later lines). Larger memory is reached through {@link GuestMemory.view}.
+ */
+export const MAX_VIEW: number = bufferConstants.MAX_LENGTH;
+binding.setMaxView(MAX_VIEW);
 
 /** A `WebAssembly.Memory` (typed structurally: Node's types leave WebAssembly out). */
 export interface WasmMemory {
@@ -51,10 +61,15 @@ export class GuestMemory {
 
   /** Maps `size` bytes (a multiple of the page size) of zeroed anonymous memory. */
   static allocate(size: number, options: AllocateOptions = {}): GuestMemory {
-    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
-      throw argError(`memory size must be a positive multiple of ${PAGE_SIZE} bytes, got ${size}`);
+    validateLength(size, 'size');
+    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('size', `a positive multiple of ${PAGE_SIZE}`, size);
+    const o = validateOptions(options, 'options', ['hugePages']);
+    const hugePages = own(o, 'hugePages');
+    if (hugePages !== undefined && typeof hugePages !== 'boolean' && hugePages !== 'hugetlb') {
+      throw invalidArgType('options.hugePages', "of type boolean or 'hugetlb'", hugePages);
     }
-    const thp = options.hugePages === 'hugetlb' ? 2 : options.hugePages === undefined ? -1 : options.hugePages ? 1 : 0;
+    if (hugePages === 'hugetlb' && size % 0x200000 !== 0) throw outOfRange('size', 'a multiple of 2 MiB (2097152) for hugetlb pages', size);
+    const thp = hugePages === 'hugetlb' ? 2 : hugePages === undefined ? -1 : hugePages ? 1 : 0;
     return new GuestMemory(new binding.Memory(size, thp));
   }
 
@@ -77,7 +92,7 @@ export class GuestMemory {
       return new GuestMemory(new binding.Memory('shared', source, new Uint8Array(source)));
     }
     if (source instanceof ArrayBuffer) {
-      if (source.byteLength === 0) throw argError('the ArrayBuffer is empty or detached');
+      if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
       const native = new binding.Memory('arraybuffer', source, new Uint8Array(source));
       markAsUntransferable(source);
       return new GuestMemory(native);
@@ -87,24 +102,48 @@ export class GuestMemory {
       if (source.buffer instanceof SharedArrayBuffer) {
         return new GuestMemory(new binding.Memory('shared', source.buffer, view), source.byteOffset);
       }
-      if (source.buffer.byteLength === 0) throw argError('the view\'s buffer is empty or detached');
+      if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
       const native = new binding.Memory('arraybuffer', source.buffer, view);
       markAsUntransferable(source.buffer);
       return new GuestMemory(native, source.byteOffset);
     }
-    throw new TypeError('expected an ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or a view of one');
+    throw invalidArgType('source', 'an instance of ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or an ArrayBufferView', source);
   }
 
-  /** The bytes, as the buffer that holds them (for a WebAssembly.Memory, its current buffer). */
+  /**
+   * The bytes, as the buffer that holds them (for a WebAssembly.Memory, its
+   * current buffer). Memory larger than {@link MAX_VIEW} has no single
+   * buffer: this throws `ERR_OUT_OF_RANGE`; use {@link GuestMemory.view}.
+   */
   get buffer(): ArrayBuffer | SharedArrayBuffer {
     const b = this.native.buffer;
-    if (b === undefined) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
-    return b;
+    if (b !== undefined) return b;
+    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
+    throw outOfRange('memory.size', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH) to be one buffer; use memory.view(offset, length)`, this.native.size);
   }
 
-  /** A byte view of exactly this memory (a sub-range of the buffer for views). */
+  /** A byte view of exactly this memory (a sub-range of the buffer for views); see {@link GuestMemory.buffer} for its size limit. */
   get bytes(): Uint8Array {
     return new Uint8Array(this.buffer, this.#offset, this.native.size);
+  }
+
+  /**
+   * A byte view of `[offset, offset + length)` of this memory, in place,
+   * for memory of any size: at most {@link MAX_VIEW} bytes each. For memory
+   * larger than one buffer each call maps a new window, which keeps the
+   * pages alive until it is garbage-collected; keep the views you reuse.
+   */
+  view(offset: number, length: number): Uint8Array {
+    validateLength(offset, 'offset');
+    validateLength(length, 'length');
+    const size = this.native.size;
+    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.view', 'the memory is closed');
+    if (offset > size) throw outOfRange('offset', `<= ${size} (the memory's size)`, offset);
+    if (length > size - offset) throw outOfRange('length', `<= ${size - offset} (the bytes after offset)`, length);
+    if (length > MAX_VIEW) throw outOfRange('length', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH)`, length);
+    const whole = this.native.buffer;
+    if (whole !== undefined) return new Uint8Array(whole, this.#offset + offset, length);
+    return length === 0 ? new Uint8Array(0) : new Uint8Array(this.native.view(offset, length));
   }
 
   /** Size in bytes. */

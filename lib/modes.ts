@@ -1,8 +1,11 @@
 // One call to put a vCPU into real, protected, paged or long mode.
 import { argError } from './errors';
-import { PageTableBuilder, type PageMapping, type PagingMode, type Range } from './paging';
+import { PageTableBuilder, validateRanges, type PageMapping, type PagingMode, type Range } from './paging';
 import type { Sregs } from './regs';
-import type { Vcpu } from './vcpu';
+import { Vcpu } from './vcpu';
+import { own, validateArray, validateInstance, validateObject, validateOneOf, validateOptions, validateU64 } from './validate';
+import { KvmError } from './errors';
+import { constants as osConstants } from 'node:os';
 import { CR0, CR4, EFER, FLAT, SELECTOR, flatGdt, segmentFor } from './x86';
 
 /** The x86 modes {@link setupMode} prepares: `paged` is 32-bit paging, `pae` 32-bit PAE paging. */
@@ -45,6 +48,26 @@ export interface ModeSetup {
 }
 
 const TWO_MB = 0x200000n;
+const MODES: readonly GuestMode[] = ['real', 'protected', 'paged', 'pae', 'long'];
+
+// A checked copy of the options: addresses as bigints, modes' limits applied.
+function validateModeOptions(options: unknown): ModeOptions {
+  const o = validateObject(options, 'options', ['mode', 'entry', 'stack', 'layout', 'mappings', 'avoid']);
+  const mode = validateOneOf(own(o, 'mode'), 'options.mode', MODES);
+  // Real mode starts below 1 MiB; 32-bit modes have 32-bit rip and rsp.
+  const max = mode === 'real' ? 0xfffffn : mode === 'long' ? undefined : 0xffffffffn;
+  const out: ModeOptions = { mode, entry: validateU64(own(o, 'entry'), 'options.entry', max) };
+  if (own(o, 'stack') !== undefined) out.stack = validateU64(o.stack, 'options.stack', mode === 'real' ? 0xffffn : max);
+  if (own(o, 'layout') !== undefined) {
+    const l = validateObject(o.layout, 'options.layout', ['gdt', 'pageTables']);
+    out.layout = {};
+    if (own(l, 'gdt') !== undefined) out.layout.gdt = validateU64(l.gdt, 'options.layout.gdt', (1n << 64n) - 32n);
+    if (own(l, 'pageTables') !== undefined) out.layout.pageTables = validateU64(l.pageTables, 'options.layout.pageTables');
+  }
+  if (own(o, 'mappings') !== undefined) out.mappings = validateArray(o.mappings, 'options.mappings') as PageMapping[];
+  if (own(o, 'avoid') !== undefined) out.avoid = validateRanges(o.avoid, 'options.avoid');
+  return out;
+}
 
 function overlapCheck(start: bigint, end: bigint, what: string, avoid: Range[]): void {
   const hit = avoid.find((r) => start < r.end && end > r.start);
@@ -71,6 +94,8 @@ function identityMappings(vcpu: Vcpu, paging: PagingMode): PageMapping[] {
  * segments and registers. Call it before the first run.
  */
 export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
+  validateInstance(vcpu, 'vcpu', Vcpu);
+  options = validateModeOptions(options);
   const { mode } = options;
   const entry = BigInt(options.entry);
   const avoid = options.avoid ?? [];
@@ -79,7 +104,6 @@ export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
   const regs = { rip: entry, rflags: 2n, ...(options.stack === undefined ? {} : { rsp: BigInt(options.stack) }) };
 
   if (mode === 'real') {
-    if (entry >= 0x100000n) throw argError(`a real-mode entry must be below 1 MiB, got 0x${entry.toString(16)}`);
     const base = entry & 0xf0000n;
     const seg = { base: 0n, selector: 0 };
     vcpu.setSregs({ cs: { base, selector: Number(base >> 4n) }, ds: seg, es: seg, ss: seg, cr0: vcpu.getSregs().cr0 & ~(CR0.PE | CR0.PG) });
@@ -123,12 +147,39 @@ export function setupMode(vcpu: Vcpu, options: ModeOptions): ModeSetup {
     setup.pageTablesEnd = tables.end;
   }
   vcpu.setSregs(sregs);
+  checkAccepted(vcpu, mode, sregs);
   vcpu.setRegs(regs);
   return setup;
 }
 
+// KVM_SET_SREGS can succeed and still drop bits a backend cannot run: PVM
+// clears CR0.PG for 32-bit and PAE paging, and the guest then dies on its
+// first instruction. Read back what the mode depends on.
+function checkAccepted(vcpu: Vcpu, mode: GuestMode, wanted: { cr0: bigint; cr4: bigint; efer: bigint }): void {
+  const got = vcpu.getSregs();
+  const checks: [string, bigint, bigint][] = [
+    ['CR0', CR0.PE | CR0.PG, got.cr0],
+    ['CR4', CR4.PAE | CR4.PSE, got.cr4],
+    ['EFER', EFER.LME | EFER.LMA, got.efer],
+  ];
+  const wantedBy: Record<string, bigint> = { CR0: wanted.cr0, CR4: wanted.cr4, EFER: wanted.efer };
+  for (const [reg, mask, value] of checks) {
+    const want = (wantedBy[reg] ?? 0n) & mask;
+    if ((value & mask) === want) continue;
+    const paging = mode === 'paged' || mode === 'pae';
+    throw new KvmError(
+      osConstants.errno.ENOTSUP,
+      'KVM_SET_SREGS',
+      `${mode} mode: KVM accepted ${reg} = 0x${(wantedBy[reg] ?? 0n).toString(16)} but kept 0x${value.toString(16)}, so this KVM cannot run ${mode} mode` +
+        (paging ? ' (KVM\'s PVM backend runs paging only in long mode: use long mode, or a KVM with VT-x/AMD-V such as the node-kvm sandbox)' : ''),
+    );
+  }
+}
+
 /** The mode a vCPU is in, read from its control registers. */
 export function modeOf(sregs: Sregs): GuestMode {
+  const o = validateObject(sregs, 'sregs');
+  sregs = { cr0: validateU64(own(o, 'cr0'), 'sregs.cr0'), cr4: validateU64(own(o, 'cr4'), 'sregs.cr4'), efer: validateU64(own(o, 'efer'), 'sregs.efer') } as Sregs;
   if (!(sregs.cr0 & CR0.PE)) return 'real';
   if (sregs.efer & EFER.LMA) return 'long';
   if (!(sregs.cr0 & CR0.PG)) return 'protected';

@@ -1,6 +1,7 @@
 // Guest page tables: written straight into guest memory by PageTableBuilder
 // and read back by walkPageTables, for 32-bit paging and 4-level long mode.
 import { argError } from './errors';
+import { invalidArgValue, invalidReturnValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateFunction, validateObject, validateOneOf, validateOptions, validateString, validateU64 } from './validate';
 
 /** The paging structures node-kvm builds and walks: 32-bit, PAE (3 levels) and 4-level long mode. */
 export type PagingMode = 'paging32' | 'pae' | 'long';
@@ -41,6 +42,32 @@ const FORMATS: Record<PagingMode, Format> = {
 export const PTE = { P: 1n, RW: 2n, US: 4n, A: 0x20n, D: 0x40n, PS: 0x80n } as const;
 
 const PAGE = 0x1000n;
+const PAGING_MODES: readonly PagingMode[] = ['paging32', 'pae', 'long'];
+const PAGE_SIZES: readonly PageSize[] = [0x1000, 0x200000, 0x400000, 0x40000000];
+
+// The caller's memory accessor, checked to give a page-sized byte view.
+function checkedAccess(mem: unknown, name: string): PhysAccess {
+  const f = validateFunction(mem, name) as PhysAccess;
+  return (gpa, length) => {
+    const bytes: unknown = f(gpa, length);
+    if (!(bytes instanceof Uint8Array) || bytes.length < length) {
+      throw invalidReturnValue(`a Uint8Array of at least ${length} bytes`, name, bytes);
+    }
+    return bytes;
+  };
+}
+
+/** @internal Checks `Range`s (start <= end, u64 bounds) and returns bigint copies. */
+export function validateRanges(value: unknown, name: string): Range[] {
+  return validateArray(value, name).map((r, i) => {
+    const o = validateObject(r, `${name}[${i}]`, ['start', 'end', 'what']);
+    const start = validateU64(own(o, 'start'), `${name}[${i}].start`);
+    const end = validateU64(own(o, 'end'), `${name}[${i}].end`);
+    if (end < start) throw outOfRange(`${name}[${i}].end`, `>= start (${start})`, end);
+    const what = own(o, 'what');
+    return what === undefined ? { start, end } : { start, end, what: validateString(what, `${name}[${i}].what`) };
+  });
+}
 
 function indexAt(f: Format, va: bigint, level: number): number {
   return Number((va >> (12n + BigInt((level - 1) * f.bits))) & ((1n << BigInt(f.bits)) - 1n));
@@ -82,12 +109,13 @@ export class PageTableBuilder {
   #next: bigint;
 
   constructor(mode: PagingMode, mem: PhysAccess, start: bigint | number, options: { limit?: bigint | number; avoid?: Range[] } = {}) {
-    this.#f = FORMATS[mode];
-    this.#mem = mem;
-    this.#avoid = options.avoid ?? [];
-    this.#next = BigInt(start);
-    if (this.#next % PAGE !== 0n) throw argError(`page tables must start on a page boundary, got 0x${this.#next.toString(16)}`);
-    this.#limit = options.limit === undefined ? 1n << 64n : BigInt(options.limit);
+    this.#f = FORMATS[validateOneOf(mode, 'mode', PAGING_MODES)];
+    this.#mem = checkedAccess(mem, 'mem');
+    this.#next = validateU64(start, 'start');
+    validateAligned(this.#next, 'start', PAGE, 'a multiple of 4096 (a page boundary)');
+    const o = validateOptions(options, 'options', ['limit', 'avoid']);
+    this.#avoid = own(o, 'avoid') === undefined ? [] : validateRanges(o.avoid, 'options.avoid');
+    this.#limit = own(o, 'limit') === undefined ? 1n << 64n : validateU64(o.limit, 'options.limit');
     this.root = this.#allocate();
   }
 
@@ -99,16 +127,28 @@ export class PageTableBuilder {
   /** Maps `[virt, virt + size)` to `[phys, phys + size)`. */
   map(m: PageMapping): this {
     const f = this.#f;
-    const pageSize = BigInt(m.pageSize ?? 0x1000);
+    const o = validateObject(m, 'mapping', ['virt', 'phys', 'size', 'pageSize', 'writable', 'user']);
+    const pageSize = BigInt(own(o, 'pageSize') === undefined ? 0x1000 : validateOneOf(o.pageSize, 'mapping.pageSize', PAGE_SIZES));
     const leafLevel = pageSize === PAGE ? 1 : Number(Object.entries(f.large).find(([, s]) => BigInt(s) === pageSize)?.[0] ?? 0);
-    if (leafLevel === 0) throw argError(`page size 0x${pageSize.toString(16)} does not exist in this paging mode`);
-    const virt = BigInt(m.virt);
-    const phys = BigInt(m.phys);
-    const size = BigInt(m.size);
+    if (leafLevel === 0) throw invalidArgValue('mapping.pageSize', Number(pageSize), `does not exist in this paging mode: page size 0x${pageSize.toString(16)}`);
+    const virt = validateU64(own(o, 'virt'), 'mapping.virt');
+    const phys = validateU64(own(o, 'phys'), 'mapping.phys');
+    const size = validateU64(own(o, 'size'), 'mapping.size');
+    const writable = own(o, 'writable') === undefined ? true : validateBoolean(o.writable, 'mapping.writable');
+    const user = own(o, 'user') === undefined ? false : validateBoolean(o.user, 'mapping.user');
     if (virt % pageSize || phys % pageSize || size % pageSize) {
       throw argError(`mapping 0x${virt.toString(16)} -> 0x${phys.toString(16)} (+0x${size.toString(16)}) is not aligned to its 0x${pageSize.toString(16)} pages`);
     }
-    const leafBits = PTE.P | (m.writable === false ? 0n : PTE.RW) | (m.user ? PTE.US : 0n) | (leafLevel > 1 ? PTE.PS : 0n);
+    // Entries hold no more address bits than this: more would be cut silently.
+    const physLimit = f.addressMask + PAGE;
+    if (phys + size > physLimit) throw outOfRange('mapping.phys', `such that phys + size <= 0x${physLimit.toString(16)}`, phys);
+    const canonical = (a: bigint) => a < 1n << BigInt(f.levels * f.bits + 11) || (f.levels === 4 && a >= (1n << 64n) - (1n << 47n));
+    const virtTop = f.levels === 4 ? 1n << 64n : 1n << 32n;
+    if (virt + size > virtTop) throw outOfRange('mapping.size', `such that virt + size <= 0x${virtTop.toString(16)}`, size);
+    if (f.levels === 4 && (!canonical(virt) || (size > 0n && !canonical(virt + size - 1n)) || (virt < 1n << 47n) !== (virt + size - 1n < 1n << 47n))) {
+      throw outOfRange('mapping.virt', 'such that [virt, virt + size) is in one canonical half of the 48-bit address space', virt);
+    }
+    const leafBits = PTE.P | (writable ? PTE.RW : 0n) | (user ? PTE.US : 0n) | (leafLevel > 1 ? PTE.PS : 0n);
     for (let off = 0n; off < size; off += pageSize) {
       const va = virt + off;
       let table = this.root;
@@ -171,8 +211,10 @@ export interface Walk {
  * from CR3 down to the leaf, honouring large pages.
  */
 export function walkPageTables(mode: PagingMode, mem: PhysAccess, cr3: bigint, va: bigint | number): Walk {
-  const f = FORMATS[mode];
-  const addr = BigInt(va);
+  const f = FORMATS[validateOneOf(mode, 'mode', PAGING_MODES)];
+  mem = checkedAccess(mem, 'mem');
+  cr3 = validateU64(cr3, 'cr3');
+  const addr = validateU64(va, 'va', f.levels === 4 ? undefined : 0xffffffffn);
   const steps: WalkStep[] = [];
   let table = cr3 & f.addressMask;
   let writable = true;

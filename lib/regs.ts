@@ -1,3 +1,5 @@
+import { outOfRange, own, validateArray, validateObject, validateU16, validateU32, validateU64, validateU8 } from './validate';
+
 /** General-purpose registers (`struct kvm_regs`); 64-bit values are bigints. */
 export interface Regs {
   rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
@@ -59,3 +61,67 @@ type Numeric<T> = { [K in keyof T]?: T[K] extends bigint ? bigint | number : T[K
 export type SregsInput = {
   [K in keyof Sregs]?: Sregs[K] extends Segment | DescriptorTable ? Numeric<Sregs[K]> : Sregs[K] | number;
 };
+
+const REG_NAMES = [
+  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp',
+  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags',
+] as const;
+const SEGMENT_NAMES = ['cs', 'ds', 'es', 'fs', 'gs', 'ss', 'tr', 'ldt'] as const;
+const CONTROL_NAMES = ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase'] as const;
+/** Bit fields of `struct kvm_segment` and their largest values. */
+const SEGMENT_BITS = { type: 15, present: 1, dpl: 3, db: 1, s: 1, l: 1, g: 1, avl: 1, unusable: 1 } as const;
+const SEGMENT_KEYS = ['base', 'limit', 'selector', ...Object.keys(SEGMENT_BITS)];
+const SREGS_KEYS = [...SEGMENT_NAMES, 'gdt', 'idt', ...CONTROL_NAMES, 'interruptBitmap'];
+
+/**
+ * @internal Checks a {@link RegsInput} and returns a clean copy holding
+ * only own, known registers as bigints (what the addon reads).
+ */
+export function validateRegs(regs: unknown, name = 'regs'): Partial<Record<keyof Regs, bigint>> {
+  const o = validateObject(regs, name, REG_NAMES);
+  const out: Partial<Record<keyof Regs, bigint>> = {};
+  for (const r of REG_NAMES) {
+    const v = own(o, r);
+    if (v !== undefined) out[r] = validateU64(v, `${name}.${r}`);
+  }
+  return out;
+}
+
+/** @internal Checks a partial segment (`sregs.cs`...) and returns a clean copy. */
+export function validateSegment(segment: unknown, name: string): Numeric<Segment> {
+  const o = validateObject(segment, name, SEGMENT_KEYS);
+  const out: Record<string, number | bigint> = {};
+  if (own(o, 'base') !== undefined) out.base = validateU64(o.base, `${name}.base`);
+  if (own(o, 'limit') !== undefined) out.limit = validateU32(o.limit, `${name}.limit`);
+  if (own(o, 'selector') !== undefined) out.selector = validateU16(o.selector, `${name}.selector`);
+  for (const [k, max] of Object.entries(SEGMENT_BITS)) {
+    if (own(o, k) !== undefined) out[k] = validateU8(o[k], `${name}.${k}`, max);
+  }
+  return out as Numeric<Segment>;
+}
+
+/** @internal Checks a {@link SregsInput} and returns a clean copy. */
+export function validateSregs(sregs: unknown, name = 'sregs'): SregsInput {
+  const o = validateObject(sregs, name, SREGS_KEYS);
+  const out: Record<string, unknown> = {};
+  for (const seg of SEGMENT_NAMES) {
+    if (own(o, seg) !== undefined) out[seg] = validateSegment(o[seg], `${name}.${seg}`);
+  }
+  for (const t of ['gdt', 'idt'] as const) {
+    if (own(o, t) === undefined) continue;
+    const d = validateObject(o[t], `${name}.${t}`, ['base', 'limit']);
+    const table: Record<string, number | bigint> = {};
+    if (own(d, 'base') !== undefined) table.base = validateU64(d.base, `${name}.${t}.base`);
+    if (own(d, 'limit') !== undefined) table.limit = validateU16(d.limit, `${name}.${t}.limit`);
+    out[t] = table;
+  }
+  for (const c of CONTROL_NAMES) {
+    if (own(o, c) !== undefined) out[c] = validateU64(o[c], `${name}.${c}`);
+  }
+  if (own(o, 'interruptBitmap') !== undefined) {
+    const bits = validateArray(o.interruptBitmap, `${name}.interruptBitmap`, 4);
+    if (bits.length !== 4) throw outOfRange(`${name}.interruptBitmap.length`, '4 (256 bits)', bits.length);
+    out.interruptBitmap = bits.map((b, i) => validateU64(b, `${name}.interruptBitmap[${i}]`));
+  }
+  return out as SregsInput;
+}

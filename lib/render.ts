@@ -1,6 +1,13 @@
 // Pictures of a kvm_mmu_page tree: text in the style of the classic
 // diagram, and SVG to open in a browser.
-import type { MmuPage, SptLeaf } from './ept';
+import { validateMmuTree, type MmuPage, type SptLeaf } from './ept';
+import { own, validateOptions, validateString } from './validate';
+
+function renderArgs(root: unknown, options: unknown): RenderOptions {
+  validateMmuTree(root, 'root');
+  const o = validateOptions(options, 'options', ['title']);
+  return own(o, 'title') === undefined ? {} : { title: validateString(o.title, 'options.title') };
+}
 
 const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 const SIZE: Record<number, string> = { 1: '4K', 2: '2M', 3: '1G' };
@@ -29,6 +36,7 @@ function leafLabel(l: SptLeaf): string {
 
 /** The tree as indented text: tables, their non-empty entries, links and leaves (GPA -> HPA). */
 export function renderMmuText(root: MmuPage, options: RenderOptions = {}): string {
+  options = renderArgs(root, options);
   const lines: string[] = options.title ? [options.title] : [];
   const walk = (p: MmuPage, prefix: string, self: string) => {
     const used = usedEntries(p);
@@ -53,6 +61,7 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
  * child table, leaves listed in their table with GPA -> HPA.
  */
 export function renderMmuSvg(root: MmuPage, options: RenderOptions = {}): string {
+  options = renderArgs(root, options);
   const colWidth = 420;
   const rowHeight = 16;
   const maxRows = 24;

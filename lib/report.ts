@@ -3,7 +3,8 @@
 import type { IoExit, VmExit } from './exits';
 import { modeOf, type GuestMode } from './modes';
 import type { Regs, Sregs } from './regs';
-import type { Vcpu } from './vcpu';
+import { Vcpu } from './vcpu';
+import { invalidArgType, validateInstance, validateInteger, validateObject, validateOneOf, validateString, validateU64, validateUint8Array } from './validate';
 
 /** Exits after which a guest cannot usefully go on. */
 export type FailureExit = Extract<VmExit, { reason: 'shutdown' | 'fail_entry' | 'internal_error' | 'exception' | 'unknown' }>;
@@ -52,6 +53,10 @@ const BITNESS: Record<GuestMode, 16 | 32 | 64> = { real: 16, protected: 32, page
 
 /** Disassembles `bytes` at `ip`; undefined when iced-x86 cannot be loaded. */
 export function disassemble(bytes: Uint8Array, ip: bigint, bitness: 16 | 32 | 64, max = 4): string[] | undefined {
+  validateUint8Array(bytes, 'bytes');
+  ip = validateU64(ip, 'ip');
+  validateOneOf(bitness, 'bitness', [16, 32, 64]);
+  validateInteger(max, 'max', 0, 0x7fffffff);
   let iced: typeof import('iced-x86');
   try {
     // Loaded on demand: only failure reports need it.
@@ -120,8 +125,34 @@ export function ioInstructionOffset(bytes: Uint8Array, before: number, exit: IoE
   return undefined;
 }
 
+// The fields the report prints, by exit reason.
+const EXIT_FIELDS: Record<string, Record<string, 'bigint' | 'number' | 'array'>> = {
+  fail_entry: { hardwareReason: 'bigint' },
+  internal_error: { suberror: 'number', data: 'array' },
+  exception: { exception: 'number', errorCode: 'number' },
+  unknown: { exitReason: 'number', hardwareReason: 'bigint' },
+};
+
+function validateExitFields(exit: unknown): void {
+  const o = validateObject(exit, 'exit');
+  const reason = validateString(o.reason, 'exit.reason');
+  for (const [k, type] of Object.entries(EXIT_FIELDS[reason] ?? {})) {
+    const v = o[k];
+    if (type === 'array') {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'bigint' || (typeof x === 'number' && Number.isInteger(x)))) {
+        throw invalidArgType(`exit.${k}`, 'an array of integers', v);
+      }
+    } else if (type === 'bigint' ? typeof v !== 'bigint' : typeof v !== 'number' || !Number.isFinite(v)) {
+      throw invalidArgType(`exit.${k}`, `of type ${type}`, v);
+    }
+  }
+}
+
 /** Builds the {@link GuestError} for an exit, reading the vCPU's state and the code at rip. */
 export function guestError(vcpu: Vcpu, exit: VmExit, why = 'the guest stopped unexpectedly'): GuestError {
+  validateInstance(vcpu, 'vcpu', Vcpu);
+  validateExitFields(exit);
+  validateString(why, 'why');
   const regs = vcpu.getRegs();
   const sregs = vcpu.getSregs();
   const mode = modeOf(sregs);

@@ -1,9 +1,11 @@
 import type { NativeVm } from './binding';
 import { MemFlag } from './constants';
 import { DirtyLog } from './dirty';
-import { argError } from './errors';
+import { argError, KvmError } from './errors';
+import { constants } from 'node:os';
+import { invalidArgValue, outOfRange, validateAligned, validateInstance, validateLength, validateU32, validateU64 } from './validate';
 import type { GuestMemory } from './memory';
-import { PAGE_SIZE } from './memory';
+import { PAGE_SIZE, type MAX_VIEW } from './memory';
 
 const PAGE_SHIFT = BigInt(Math.log2(PAGE_SIZE));
 
@@ -73,22 +75,43 @@ export class MemorySlot {
 
   /** Whether a guest-physical address falls inside this slot. */
   contains(gpa: bigint | number): boolean {
-    const a = BigInt(gpa);
+    const a = validateU64(gpa, 'gpa');
     return a >= this.#gpa && a < this.#gpa + BigInt(this.size);
   }
 
-  /** The bytes of this slot, viewed in place. */
+  /** The bytes of this slot, viewed in place (at most {@link MAX_VIEW}: see {@link MemorySlot.view}). */
   get bytes(): Uint8Array {
-    return this.memory.bytes.subarray(this.offset, this.offset + this.size);
+    return this.memory.view(this.offset, this.size);
+  }
+
+  /** `length` bytes of this slot from byte `offset`, viewed in place; works for slots of any size. */
+  view(offset: number, length: number): Uint8Array {
+    validateLength(offset, 'offset');
+    validateLength(length, 'length');
+    if (offset > this.size || length > this.size - offset) {
+      throw outOfRange('length', `<= ${Math.max(this.size - offset, 0)} (the slot's bytes after offset)`, length);
+    }
+    return this.memory.view(this.offset + offset, length);
   }
 
   /** Moves the slot to another guest-physical address (KVM_MR_MOVE); the memory stays. */
   move(guestPhysAddr: bigint | number): void {
-    this.#update(BigInt(guestPhysAddr), this.#flags);
+    const gpa = validateU64(guestPhysAddr, 'guestPhysAddr');
+    validateAligned(gpa, 'guestPhysAddr', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
+    if (gpa + BigInt(this.size) > 1n << 64n) throw outOfRange('guestPhysAddr', `<= 2^64 - ${this.size} (the slot's size)`, gpa);
+    this.#update(gpa, this.#flags);
   }
 
   /** Changes the slot's flags, for example to start dirty logging (KVM_MR_FLAGS_ONLY). */
   setFlags(flags: number): void {
+    validateU32(flags, 'flags');
+    if (flags & ~(MemFlag.LOG_DIRTY_PAGES | MemFlag.READONLY)) {
+      throw invalidArgValue('flags', flags, 'must combine MemFlag.LOG_DIRTY_PAGES and MemFlag.READONLY only');
+    }
+    if ((flags ^ this.#flags) & MemFlag.READONLY) {
+      // The kernel answers EINVAL (KVM_MR_FLAGS_ONLY may not touch READONLY).
+      throw invalidArgValue('flags', flags, `cannot add or remove MemFlag.READONLY on a live slot (KVM refuses it); delete() slot ${this.id} and addSlot() it again with the new flags`);
+    }
     this.#update(this.#gpa, flags);
   }
 
@@ -114,6 +137,12 @@ export class MemorySlot {
    * the guest writes it again.
    */
   clearDirtyLog(log?: DirtyLog): void {
+    if (log !== undefined) {
+      validateInstance(log, 'log', DirtyLog);
+      if (log.slot !== this.id || log.npages !== this.npages) {
+        throw invalidArgValue('log', log, `is not a log of this slot (slot ${this.id}, ${this.npages} pages)`);
+      }
+    }
     const bitmap = log?.bitmap ?? new Uint8Array(DirtyLog.bytesFor(this.npages)).fill(0xff);
     this.#vm.clearDirtyLog(this.id, 0, this.npages, bitmap);
   }
@@ -136,7 +165,7 @@ export class MemorySlot {
   }
 
   #update(gpa: bigint, flags: number): void {
-    if (this.#deleted) throw argError(`slot ${this.id} was deleted`);
+    if (this.#deleted) throw new KvmError(constants.errno.EBADF, 'KVM_SET_USER_MEMORY_REGION', `slot ${this.id} was deleted, so it is closed`);
     this.#vm.setUserMemoryRegion(this.id, flags, gpa, this.size, this.memory.native, this.offset);
     this.#gpa = gpa;
     this.#flags = flags;

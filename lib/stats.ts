@@ -1,5 +1,8 @@
 // KVM's binary statistics (KVM_GET_STATS_FD), decoded by their descriptors.
 import { closeSync, readSync } from 'node:fs';
+import { constants } from 'node:os';
+import { KvmError } from './errors';
+import { invalidArgValue, validateInteger, validateString } from './validate';
 
 /** How a statistic behaves over time (`KVM_STATS_TYPE_*`). */
 export type StatType = 'cumulative' | 'instant' | 'peak' | 'linear_hist' | 'log_hist' | 'unknown';
@@ -38,21 +41,21 @@ export class KvmStats {
 
   /** @internal Takes ownership of `fd`. */
   constructor(fd: number) {
-    this.#fd = fd;
+    this.#fd = validateInteger(fd, 'fd', 0, 0x7fffffff);
     try {
       const header = Buffer.alloc(24);
-      readSync(fd, header, 0, 24, 0);
+      sys(() => readSync(fd, header, 0, 24, 0));
       const nameSize = header.readUInt32LE(4);
       const numDesc = header.readUInt32LE(8);
       const idOffset = header.readUInt32LE(12);
       const descOffset = header.readUInt32LE(16);
       this.#dataOffset = header.readUInt32LE(20);
       const id = Buffer.alloc(nameSize);
-      readSync(fd, id, 0, nameSize, idOffset);
+      sys(() => readSync(fd, id, 0, nameSize, idOffset));
       this.id = cString(id);
       const descBytes = 16 + nameSize;
       const desc = Buffer.alloc(numDesc * descBytes);
-      readSync(fd, desc, 0, desc.length, descOffset);
+      sys(() => readSync(fd, desc, 0, desc.length, descOffset));
       const list: StatDescriptor[] = [];
       for (let i = 0; i < numDesc; i++) {
         const o = i * descBytes;
@@ -79,7 +82,8 @@ export class KvmStats {
   /** Every statistic's current value: a bigint, or a bigint[] for histograms. */
   read(): Map<string, bigint | bigint[]> {
     const data = Buffer.alloc(this.#dataSize);
-    readSync(this.#fdOrThrow(), data, 0, data.length, this.#dataOffset);
+    const fd = this.#fdOrThrow();
+    sys(() => readSync(fd, data, 0, data.length, this.#dataOffset));
     const out = new Map<string, bigint | bigint[]>();
     for (const d of this.descriptors) {
       const values = Array.from({ length: d.size }, (_, i) => data.readBigUInt64LE(d.offset + i * 8));
@@ -90,8 +94,9 @@ export class KvmStats {
 
   /** One scalar statistic, by name (`'pages_4k'`, `'exits'`...). */
   get(name: string): bigint {
+    validateString(name, 'name');
     const v = this.read().get(name);
-    if (typeof v !== 'bigint') throw new RangeError(`no scalar statistic ${name} in ${this.id}`);
+    if (typeof v !== 'bigint') throw invalidArgValue('name', name, `is not a scalar statistic of ${this.id}`);
     return v;
   }
 
@@ -107,8 +112,19 @@ export class KvmStats {
   }
 
   #fdOrThrow(): number {
-    if (this.#fd < 0) throw new RangeError('these stats are closed');
+    if (this.#fd < 0) throw new KvmError(constants.errno.EBADF, 'read', 'these stats are closed');
     return this.#fd;
+  }
+}
+
+// fs errors of the stats fd as KvmErrors, like the addon's syscall errors.
+function sys<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.errno === 'number' && typeof err.syscall === 'string') throw new KvmError(Math.abs(err.errno), err.syscall, 'KVM stats fd');
+    throw e;
   }
 }
 

@@ -2,10 +2,12 @@ import type { NativeVcpu } from './binding';
 import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { guestError } from './report';
 import { KvmStats } from './stats';
-import type { Regs, RegsInput, Sregs, SregsInput } from './regs';
-import type { CpuidEntry } from './cpuid';
+import { validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
+import { validateCpuid, type CpuidEntry } from './cpuid';
+import { KvmError } from './errors';
+import { constants as osConstants } from 'node:os';
+import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64 } from './validate';
 import { binding } from './binding';
-import { argError } from './errors';
 import type { Vm } from './vm';
 
 /** What `KVM_TRANSLATE` says of a linear address. */
@@ -85,11 +87,15 @@ export class Vcpu {
   /**
    * Runs the guest on this thread until the next exit (`KVM_RUN`) and
    * returns it decoded. Blocks the event loop while the guest runs: the
-   * fast path for tight exit loops. A signal to this thread ends the run
-   * with an `intr` exit; just run again.
+   * fast path for tight exit loops. It ends with an `intr` exit when
+   * `timeoutMs` passes, when another thread calls {@link kickVcpu} with
+   * this vCPU's {@link Vcpu.kickHandle}, or on a signal to this thread;
+   * run again to go on. A worker that is terminated, or a process that
+   * exits, ends the run within about 200 ms.
    */
-  run(): VmExit {
-    this.native.run();
+  run(options?: RunOptions): VmExit {
+    const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
+    this.native.run(timeoutMs);
     return this.#decode();
   }
 
@@ -97,10 +103,48 @@ export class Vcpu {
    * Runs `KVM_RUN` on this vCPU's own native thread and resolves with the
    * exit, so that the event loop keeps turning while the guest computes.
    * One run at a time per vCPU; other calls on it throw `EBUSY` meanwhile.
+   * {@link Vcpu.kick}, `timeoutMs` and aborting `signal` each end the run
+   * with an `intr` exit (a signal aborted already: no run, `intr` at once).
    */
-  async runAsync(): Promise<VmExit> {
-    await this.native.runAsync();
-    return this.#decode();
+  runAsync(options: RunAsyncOptions = {}): Promise<VmExit> {
+    try {
+      return this.#runAsync(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #runAsync(options: RunAsyncOptions): Promise<VmExit> {
+    const o = validateOptions(options, 'options', ['timeoutMs', 'signal']);
+    const timeoutMs = runTimeout(o);
+    const signal = abortSignal(o);
+    // The continuation holds the kvm_run view and the kick handle, not this
+    // vCPU: dropped and unreachable, a running vCPU can be collected (and
+    // closed) like any other.
+    const decode = this.#decoder();
+    const handle = this.native.kickHandle;
+    if (signal?.aborted) {
+      if (this.native.fd < 0 || this.native.running) this.native.runAsync(); // the same EBADF/EBUSY as a run
+      return Promise.resolve({ reason: 'intr' });
+    }
+    const started = this.native.runAsync();
+    const kick = () => binding.kickVcpu(handle);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(kick, timeoutMs);
+    signal?.addEventListener('abort', kick, { once: true });
+    const done = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', kick);
+    };
+    return started.then(
+      (r) => {
+        done();
+        return r < 0 ? { reason: 'intr' } : decode();
+      },
+      (e: unknown) => {
+        done();
+        throw e;
+      },
+    );
   }
 
   /**
@@ -108,28 +152,57 @@ export class Vcpu {
    * handlers (`intr` exits just run again). Any other exit, or one with no
    * handler, throws a {@link GuestError} whose message names the exit, the
    * mode, rip, the control registers and the code at rip, disassembled.
-   * Returns the number of exits handled.
+   * Past `timeoutMs` it throws a `KvmError` with code `ETIMEDOUT` (the
+   * guest can be run on). Returns the number of exits handled.
    */
-  runUntilHalt(handlers: RunHandlers = {}): number {
+  runUntilHalt(handlers: RunHandlers = {}, options: RunOptions = {}): number {
+    validateHandlers(handlers);
+    const timeoutMs = runTimeout(validateOptions(options, 'options', ['timeoutMs']));
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (let count = 0; ; count++) {
-      const exit = this.run();
-      switch (exit.reason) {
-        case 'hlt':
-          return count;
-        case 'intr':
-          continue;
-        case 'io':
-        case 'mmio':
-        case 'debug': {
-          const handler = handlers[exit.reason] as ((e: VmExit) => void) | undefined;
-          if (!handler) throw guestError(this, exit, `unhandled ${exit.reason} exit`);
-          handler(exit);
-          continue;
-        }
-        default:
-          throw guestError(this, exit);
-      }
+      const left = deadline - Date.now();
+      const exit = this.run(deadline === Infinity ? undefined : { timeoutMs: Math.max(0, left) });
+      if (exit.reason === 'intr' && Date.now() >= deadline) throw timedOut(timeoutMs);
+      const next = dispatchExit(exit, handlers);
+      if (next === 'halt') return count;
+      if (next === undefined) throw guestError(this, exit, exit.reason === 'io' || exit.reason === 'mmio' || exit.reason === 'debug' ? `unhandled ${exit.reason} exit` : undefined);
+      if (next !== 'again') next(exit);
     }
+  }
+
+  /**
+   * {@link Vcpu.runUntilHalt} on the vCPU's thread, with the event loop
+   * free: handlers may return promises, which are awaited. An aborted
+   * `signal` rejects with its reason, `timeoutMs` with `ETIMEDOUT`.
+   */
+  async runUntilHaltAsync(handlers: AsyncRunHandlers = {}, options: RunAsyncOptions = {}): Promise<number> {
+    validateHandlers(handlers);
+    const o = validateOptions(options, 'options', ['timeoutMs', 'signal']);
+    const timeoutMs = runTimeout(o);
+    const signal = abortSignal(o);
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (let count = 0; ; count++) {
+      signal?.throwIfAborted();
+      const left = deadline - Date.now();
+      const exit = await this.runAsync({ ...(deadline === Infinity ? {} : { timeoutMs: Math.max(0, left) }), ...(signal ? { signal } : {}) });
+      if (exit.reason === 'intr') {
+        signal?.throwIfAborted();
+        if (Date.now() >= deadline) throw timedOut(timeoutMs);
+      }
+      const next = dispatchExit(exit, handlers);
+      if (next === 'halt') return count;
+      if (next === undefined) throw guestError(this, exit, exit.reason === 'io' || exit.reason === 'mmio' || exit.reason === 'debug' ? `unhandled ${exit.reason} exit` : undefined);
+      if (next !== 'again') await next(exit);
+    }
+  }
+
+  /**
+   * A number that identifies this vCPU across threads: pass it to a worker
+   * (or from one) and {@link kickVcpu} there ends this vCPU's run in
+   * flight, sync or async.
+   */
+  get kickHandle(): bigint {
+    return this.native.kickHandle;
   }
 
   /**
@@ -148,7 +221,7 @@ export class Vcpu {
 
   /** `KVM_SET_REGS`; registers left out keep their values. */
   setRegs(regs: RegsInput): void {
-    this.native.setRegs(regs);
+    this.native.setRegs(validateRegs(regs));
   }
 
   /** `KVM_GET_SREGS`. */
@@ -158,7 +231,7 @@ export class Vcpu {
 
   /** `KVM_SET_SREGS`; fields left out keep their values. */
   setSregs(sregs: SregsInput): void {
-    this.native.setSregs(sregs);
+    this.native.setSregs(validateSregs(sregs));
   }
 
   /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
@@ -168,7 +241,7 @@ export class Vcpu {
 
   /** `KVM_SET_CPUID2`: the CPUID the guest sees, e.g. from {@link Kvm.getSupportedCpuid}. */
   setCpuid(entries: readonly Readonly<CpuidEntry>[]): void {
-    this.native.setCpuid([...entries]);
+    this.native.setCpuid(validateCpuid(entries));
   }
 
   /**
@@ -176,7 +249,7 @@ export class Vcpu {
    * (segment base + offset) as the vCPU is set up now.
    */
   translate(linearAddress: bigint | number): Translation {
-    return this.native.translate(linearAddress);
+    return this.native.translate(validateU64(linearAddress, 'linearAddress'));
   }
 
   /**
@@ -189,17 +262,18 @@ export class Vcpu {
       this.native.setGuestDebug(0, []);
       return;
     }
-    const bps = options.breakpoints ?? [];
-    if (bps.length > 4) throw argError(`x86 has 4 hardware breakpoints, got ${bps.length}`);
+    const o = validateObject(options, 'options', ['singleStep', 'breakpoints', 'softwareBreakpoints']);
+    // x86 has 4 hardware breakpoints (DR0-DR3).
+    const bps = own(o, 'breakpoints') === undefined ? [] : validateArray(o.breakpoints, 'options.breakpoints', 4).map((a, i) => validateU64(a, `options.breakpoints[${i}]`));
     let control = DBG.ENABLE;
-    if (options.singleStep) control |= DBG.SINGLESTEP;
-    if (options.softwareBreakpoints) control |= DBG.USE_SW_BP;
+    if (own(o, 'singleStep') !== undefined && validateBoolean(o.singleStep, 'options.singleStep')) control |= DBG.SINGLESTEP;
+    if (own(o, 'softwareBreakpoints') !== undefined && validateBoolean(o.softwareBreakpoints, 'options.softwareBreakpoints')) control |= DBG.USE_SW_BP;
     const regs = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
     if (bps.length > 0) {
       control |= DBG.USE_HW_BP;
       // DR7: local enable per breakpoint; R/W and LEN 0 mean "on execution".
       bps.forEach((a, i) => {
-        regs[i] = BigInt(a);
+        regs[i] = a;
         regs[7] = (regs[7] ?? 0n) | (1n << BigInt(i * 2));
       });
     }
@@ -222,11 +296,109 @@ export class Vcpu {
   }
 
   #decode(): VmExit {
+    return this.#decoder()();
+  }
+
+  #decoder(): () => VmExit {
     if (this.#view === undefined || this.#bytes === undefined) {
       const buffer = this.native.runBuffer;
       this.#view = new DataView(buffer);
       this.#bytes = new Uint8Array(buffer);
     }
-    return decodeExit(this.#view, this.#bytes);
+    const view = this.#view;
+    const bytes = this.#bytes;
+    return () => decodeExit(view, bytes);
+  }
+}
+
+/** Options for {@link Vcpu.run} and {@link Vcpu.runUntilHalt}. */
+export interface RunOptions {
+  /** End the run (an `intr` exit) after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+/** Options for {@link Vcpu.runAsync} and {@link Vcpu.runUntilHaltAsync}. */
+export interface RunAsyncOptions extends RunOptions {
+  /** Aborting it ends the run in flight, like {@link Vcpu.kick}. */
+  signal?: AbortSignal;
+}
+
+/** Handlers for {@link Vcpu.runUntilHaltAsync}: like {@link RunHandlers}, and they may return promises. */
+export interface AsyncRunHandlers {
+  io?(exit: IoExit): void | Promise<void>;
+  mmio?(exit: MmioExit): void | Promise<void>;
+  debug?(exit: DebugExit): void | Promise<void>;
+}
+
+/**
+ * Ends the run in flight of the vCPU whose {@link Vcpu.kickHandle} this is,
+ * from any thread of the process (a sync `run()` in a worker included).
+ * Returns false when it is not running or no longer exists.
+ */
+export function kickVcpu(handle: bigint): boolean {
+  return binding.kickVcpu(validateU64(handle, 'handle'));
+}
+
+/**
+ * Chooses the signal that interrupts `KVM_RUN`: `SIGUSR2` or a real-time
+ * signal (default `SIGRTMIN+3`, 37 with glibc); call it before the first
+ * run. node-kvm refuses to replace a handler that someone else installed on
+ * it (`EBUSY`), so pick one that nothing else in the process uses.
+ */
+export function setKickSignal(signal: number): void {
+  validateInteger(signal, 'signal', 1, SIGRTMAX);
+  if (signal !== osConstants.signals.SIGUSR2 && signal < SIGRTMIN) {
+    throw outOfRange('signal', `SIGUSR2 (${osConstants.signals.SIGUSR2}) or >= ${SIGRTMIN} && <= ${SIGRTMAX}`, signal);
+  }
+  binding.setKickSignal(signal);
+}
+
+/** The signal node-kvm uses to interrupt `KVM_RUN` now. */
+export function kickSignal(): number {
+  return binding.kickSignal();
+}
+
+// glibc's SIGRTMIN and SIGRTMAX on Linux (Node does not export them).
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+function runTimeout(o: Record<string, unknown>): number | undefined {
+  return own(o, 'timeoutMs') === undefined ? undefined : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1);
+}
+
+function abortSignal(o: Record<string, unknown>): AbortSignal | undefined {
+  return own(o, 'signal') === undefined ? undefined : validateInstance(o.signal, 'options.signal', AbortSignal);
+}
+
+function validateHandlers(handlers: unknown): void {
+  const h = validateOptions(handlers, 'handlers', ['io', 'mmio', 'debug']);
+  for (const k of ['io', 'mmio', 'debug']) if (own(h, k) !== undefined) validateFunction(h[k], `handlers.${k}`);
+}
+
+function timedOut(timeoutMs: number | undefined): KvmError {
+  return new KvmError(osConstants.errno.ETIMEDOUT, 'KVM_RUN', `the guest did not halt within ${timeoutMs} ms`);
+}
+
+/**
+ * What {@link Vcpu.runUntilHalt} does with an exit: stop at `hlt`, run
+ * again after `intr`, call the handler for io/mmio/debug, or undefined:
+ * the exit is a failure.
+ * @internal
+ */
+export function dispatchExit<H extends RunHandlers | AsyncRunHandlers>(
+  exit: VmExit,
+  handlers: H,
+): 'halt' | 'again' | ((e: VmExit) => void | Promise<void>) | undefined {
+  switch (exit.reason) {
+    case 'hlt':
+      return 'halt';
+    case 'intr':
+      return 'again';
+    case 'io':
+    case 'mmio':
+    case 'debug':
+      return handlers[exit.reason] as ((e: VmExit) => void | Promise<void>) | undefined;
+    default:
+      return undefined;
   }
 }

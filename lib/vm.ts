@@ -3,8 +3,11 @@ import { binding, type NativeVm } from './binding';
 import { Cap } from './constants';
 import { KvmStats } from './stats';
 import type { Kvm } from './kvm';
-import { argError } from './errors';
-import type { GuestMemory } from './memory';
+import { argError, KvmError } from './errors';
+import { GuestMemory, PAGE_SIZE } from './memory';
+import { constants } from 'node:os';
+import { MemFlag } from './constants';
+import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateLength, validateObject, validateOptions, validateU32, validateU64 } from './validate';
 import { MemorySlot } from './slot';
 import { Vcpu } from './vcpu';
 
@@ -35,6 +38,8 @@ export class Vm {
   readonly #slots = new Map<number, MemorySlot>();
   #nextVcpuId = 0;
   #manualProtect = false;
+  #maxVcpuId: number | undefined;
+  #memslots: { perSpace: number; spaces: number } | undefined;
 
   /** The KVM system this VM was created from. */
   readonly kvm: Kvm;
@@ -52,37 +57,64 @@ export class Vm {
 
   /** `KVM_CHECK_EXTENSION` on the VM fd: what this VM supports (0 = no). */
   checkExtension(cap: number): number {
-    return this.native.checkExtension(cap);
+    return this.native.checkExtension(validateU32(cap, 'cap'));
   }
 
   /** Sets the 3-page TSS area that Intel hosts need for real mode (`KVM_SET_TSS_ADDR`). */
   setTssAddr(address: bigint | number): void {
-    this.native.setTssAddr(address);
+    this.native.setTssAddr(validateU64(address, 'address'));
   }
 
   /** Sets the identity-map page that Intel hosts need for real mode (`KVM_SET_IDENTITY_MAP_ADDR`). */
   setIdentityMapAddr(address: bigint | number): void {
-    this.native.setIdentityMapAddr(address);
+    this.native.setIdentityMapAddr(validateU64(address, 'address'));
   }
 
   /**
    * Maps memory into guest-physical space (`KVM_SET_USER_MEMORY_REGION`).
-   * Errors come from the kernel as `KvmError`: `EEXIST` for an overlap,
-   * `EINVAL` for an unaligned address or size.
+   * Checked before the ioctl: page alignment of `guestPhysAddr`, `offset`
+   * and `size`, the range inside `memory`, the slot id (below
+   * `KVM_CAP_NR_MEMSLOTS`) and overlap with this VM's other slots, all as
+   * Node-style argument errors; what the kernel still refuses comes back as
+   * a `KvmError`.
    */
   addSlot(options: SlotOptions): MemorySlot {
-    const offset = options.offset ?? 0;
-    const size = options.size ?? options.memory.size - offset;
-    if (!Number.isSafeInteger(offset) || offset < 0) throw argError(`offset must be a non-negative integer, got ${offset}`);
-    if (!Number.isSafeInteger(size) || size <= 0) throw argError(`size must be a positive integer, got ${size}`);
-    const id = options.slot ?? this.#freeSlotId();
-    if (this.#slots.has(id)) throw argError(`slot ${id} is in use; use its move() or setFlags(), or delete() it first`);
-    const flags = options.flags ?? 0;
-    const gpa = BigInt(options.guestPhysAddr);
-    const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, options.memory.native, offset);
+    const o = validateObject(options, 'options', ['guestPhysAddr', 'memory', 'offset', 'size', 'flags', 'slot']);
+    const memory = validateInstance(own(o, 'memory'), 'options.memory', GuestMemory);
+    const gpa = validateU64(own(o, 'guestPhysAddr'), 'options.guestPhysAddr');
+    validateAligned(gpa, 'options.guestPhysAddr', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
+    const offset = own(o, 'offset') === undefined ? 0 : validateLength(o.offset, 'options.offset');
+    validateAligned(offset, 'options.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
+    if (memory.closed) throw new KvmError(constants.errno.EBADF, 'KVM_SET_USER_MEMORY_REGION', 'the memory is closed');
+    if (offset >= memory.size) throw outOfRange('options.offset', `< the memory's size (${memory.size})`, offset);
+    const size = own(o, 'size') === undefined ? memory.size - offset : validateLength(o.size, 'options.size');
+    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('options.size', `a positive multiple of ${PAGE_SIZE}`, size);
+    if (offset + size > memory.size) {
+      throw outOfRange('options.size', `<= ${memory.size - offset} (the memory's size minus options.offset)`, size);
+    }
+    if (gpa + BigInt(size) > 1n << 64n) throw outOfRange('options.size', 'such that guestPhysAddr + size <= 2^64', size);
+    const flags = own(o, 'flags') === undefined ? 0 : validateU32(o.flags, 'options.flags');
+    if (flags & ~(MemFlag.LOG_DIRTY_PAGES | MemFlag.READONLY)) {
+      throw invalidArgValue('options.flags', flags, 'must combine MemFlag.LOG_DIRTY_PAGES and MemFlag.READONLY only');
+    }
+    const id = own(o, 'slot') === undefined ? this.#freeSlotId() : this.#validateSlotId(o.slot, 'options.slot');
+    if (this.#slots.has(id)) {
+      throw invalidArgValue('options.slot', id, 'is in use; use its move() or setFlags(), or delete() it first');
+    }
+    const end = gpa + BigInt(size);
+    for (const s of this.#slots.values()) {
+      if (s.id >>> 16 === id >>> 16 && gpa < s.guestPhysAddr + BigInt(s.size) && s.guestPhysAddr < end) {
+        throw invalidArgValue(
+          'options.guestPhysAddr',
+          gpa,
+          `overlaps slot ${s.id} (0x${s.guestPhysAddr.toString(16)}-0x${(s.guestPhysAddr + BigInt(s.size)).toString(16)}) with 0x${gpa.toString(16)}-0x${end.toString(16)}; delete or move that slot first`,
+        );
+      }
+    }
+    const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
     const slot = new MemorySlot(
       this.native,
-      { id, memory: options.memory, offset, size, gpa, flags, hva },
+      { id, memory, offset, size, gpa, flags, hva },
       (s) => this.#slots.delete(s.id),
     );
     this.#slots.set(id, slot);
@@ -98,6 +130,7 @@ export class Vm {
 
   /** The slot that holds a guest-physical address, or undefined: such accesses exit as MMIO. */
   findSlot(gpa: bigint | number): MemorySlot | undefined {
+    gpa = validateU64(gpa, 'gpa');
     // Hot (page-table building calls it per entry): no sorting, no native call.
     for (const s of this.#slots.values()) if (s.contains(gpa)) return s;
     return undefined;
@@ -108,6 +141,8 @@ export class Vm {
    * the guest reads and writes. The range must lie in one slot.
    */
   memoryAt(gpa: bigint | number, length: number): Uint8Array {
+    gpa = validateU64(gpa, 'gpa');
+    validateLength(length, 'length');
     const slot = this.findSlot(gpa);
     const offset = slot === undefined ? -1 : Number(BigInt(gpa) - slot.guestPhysAddr);
     if (slot === undefined || offset + length > slot.size) {
@@ -115,7 +150,7 @@ export class Vm {
         `guest-physical range 0x${BigInt(gpa).toString(16)}+0x${length.toString(16)} is not inside one memory slot`,
       );
     }
-    return slot.bytes.subarray(offset, offset + length);
+    return slot.view(offset, length);
   }
 
   /**
@@ -124,12 +159,12 @@ export class Vm {
    * outside every slot (such accesses exit as MMIO).
    */
   gpaToHva(gpa: bigint | number): bigint | undefined {
-    return gpaToHva(this, gpa);
+    return gpaToHva(this, validateU64(gpa, 'gpa'));
   }
 
   /** GPA -> slot -> HVA -> HPA (the last through `/proc/self/pagemap`) in one call. */
   resolveGpa(gpa: bigint | number): AddressChain {
-    return resolveGpa(this, gpa);
+    return resolveGpa(this, validateU64(gpa, 'gpa'));
   }
 
   /** Opens the VM's binary statistics (`KVM_GET_STATS_FD`): `pages_4k`, `pages_2m`, `pages_1g`, `mmu_*`... */
@@ -139,7 +174,9 @@ export class Vm {
 
   /** `KVM_ENABLE_CAP` on the VM; returns the ioctl's result. */
   enableCap(cap: number, args: (bigint | number)[] = []): number {
-    return this.native.enableCap(cap, args);
+    validateU32(cap, 'cap');
+    const values = validateArray(args, 'args', 4).map((a, i) => validateU64(a, `args[${i}]`));
+    return this.native.enableCap(cap, values);
   }
 
   /**
@@ -150,8 +187,10 @@ export class Vm {
    * before adding dirty-logging slots.
    */
   enableManualDirtyLogProtect(options: { initiallySet?: boolean } = {}): void {
+    const o = validateOptions(options, 'options', ['initiallySet']);
+    const initiallySet = own(o, 'initiallySet') === undefined ? false : validateBoolean(o.initiallySet, 'options.initiallySet');
     const C = binding.constants;
-    const flags = (C.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ?? 1) | (options.initiallySet ? C.KVM_DIRTY_LOG_INITIALLY_SET ?? 2 : 0);
+    const flags = (C.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ?? 1) | (initiallySet ? C.KVM_DIRTY_LOG_INITIALLY_SET ?? 2 : 0);
     this.enableCap(Cap.MANUAL_DIRTY_LOG_PROTECT2, [flags]);
     this.#manualProtect = true;
   }
@@ -163,7 +202,10 @@ export class Vm {
 
   /** Creates a vCPU (`KVM_CREATE_VCPU`); ids default to 0, 1, 2... */
   createVcpu(id?: number): Vcpu {
-    const vcpuId = id ?? this.#nextVcpuId;
+    const vcpuId = id === undefined ? this.#nextVcpuId : validateU32(id, 'id');
+    // KVM refuses ids at or above KVM_CAP_MAX_VCPU_ID (128), else MAX_VCPUS.
+    this.#maxVcpuId ??= this.native.checkExtension(128) || this.native.checkExtension(Cap.MAX_VCPUS) || 0x100000000;
+    if (vcpuId >= this.#maxVcpuId) throw outOfRange('id', `< ${this.#maxVcpuId} (KVM_CAP_MAX_VCPU_ID)`, vcpuId);
     const vcpu = new Vcpu(this.native.createVcpu(vcpuId), this);
     this.#nextVcpuId = Math.max(this.#nextVcpuId, vcpuId + 1);
     return vcpu;
@@ -178,6 +220,22 @@ export class Vm {
   /** Same as {@link Vm.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  // Slot ids as KVM_SET_USER_MEMORY_REGION takes them: address space in the
+  // high 16 bits, below KVM_CAP_MULTI_ADDRESS_SPACE; the id in the low 16
+  // bits, below KVM_CAP_NR_MEMSLOTS.
+  #validateSlotId(value: unknown, name: string): number {
+    const id = validateU32(value, name);
+    this.#memslots ??= {
+      perSpace: this.native.checkExtension(Cap.NR_MEMSLOTS) || 0x10000,
+      spaces: this.native.checkExtension(118) || 1,
+    };
+    const { perSpace, spaces } = this.#memslots;
+    if ((id & 0xffff) >= perSpace || id >>> 16 >= spaces) {
+      throw outOfRange(name, `an id below ${perSpace} (KVM_CAP_NR_MEMSLOTS)${spaces > 1 ? `, plus an address space below ${spaces} << 16` : ''}`, id);
+    }
+    return id;
   }
 
   #freeSlotId(): number {

@@ -1,6 +1,7 @@
 // x86 architectural constants and encoders for what a guest needs before
 // its first instruction: segment descriptors and the GDT.
 import type { Segment } from './regs';
+import { own, validateObject, validateU16, validateU32, validateU64, validateU8 } from './validate';
 
 /** CR0 bits. */
 export const CR0 = {
@@ -52,6 +53,7 @@ export type SegmentDescriptor = Omit<Segment, 'selector' | 'unusable'>;
 
 /** Encodes a segment descriptor into its 8-byte GDT form. */
 export function encodeDescriptor(d: SegmentDescriptor): bigint {
+  d = validateDescriptor(d, 'd');
   const base = d.base & 0xffffffffn;
   const limit = BigInt(d.limit >>> 0) & 0xfffffn;
   const access =
@@ -69,6 +71,7 @@ export function encodeDescriptor(d: SegmentDescriptor): bigint {
 
 /** Decodes an 8-byte GDT entry (the inverse of {@link encodeDescriptor}). */
 export function decodeDescriptor(raw: bigint): SegmentDescriptor {
+  raw = validateU64(raw, 'raw');
   const access = Number((raw >> 40n) & 0xffn);
   const flags = Number((raw >> 52n) & 0xfn);
   return {
@@ -87,9 +90,25 @@ export function decodeDescriptor(raw: bigint): SegmentDescriptor {
 
 /** The `kvm_segment` a segment register holds after loading `selector` with this descriptor. */
 export function segmentFor(selector: number, d: SegmentDescriptor): Segment {
+  validateU16(selector, 'selector');
+  d = validateDescriptor(d, 'd');
   // The hidden limit is in bytes: a 4 KiB-granular limit is scaled.
   const limit = d.g ? ((d.limit << 12) | 0xfff) >>> 0 : d.limit;
   return { ...d, limit, selector, unusable: 0 };
+}
+
+const DESCRIPTOR_BITS = { type: 15, s: 1, dpl: 3, present: 1, avl: 1, l: 1, db: 1, g: 1 } as const;
+
+// Every field is required: a descriptor has no "current value" to keep.
+// A full Segment (with selector and unusable) is accepted too.
+function validateDescriptor(d: unknown, name: string): SegmentDescriptor {
+  const o = validateObject(d, name, ['base', 'limit', ...Object.keys(DESCRIPTOR_BITS), 'selector', 'unusable']);
+  const out: Record<string, number | bigint> = {
+    base: validateU64(own(o, 'base'), `${name}.base`, 0xffffffffn),
+    limit: validateU32(own(o, 'limit'), `${name}.limit`, 0xfffff),
+  };
+  for (const [k, max] of Object.entries(DESCRIPTOR_BITS)) out[k] = validateU8(own(o, k), `${name}.${k}`, max);
+  return out as unknown as SegmentDescriptor;
 }
 
 const CODE = 0xb; // execute/read, accessed

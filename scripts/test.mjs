@@ -112,7 +112,8 @@ const { buildGuests } = await import('./build-guests.mjs');
 buildGuests();
 
 const all = integrationFiles();
-const hostProbe = lib.probeKvm();
+// NODE_KVM_DEVICE=/nonexistent tries a host without KVM: everything goes to the sandbox.
+const hostProbe = lib.probeKvm(process.env.NODE_KVM_DEVICE ?? '/dev/kvm');
 const { host, sandbox, profiles, hostError } = plan(target, hostProbe, all);
 if (hostError) {
   phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: hostError });

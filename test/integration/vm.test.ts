@@ -72,30 +72,30 @@ describe('memory slots', () => {
     expect(memory.slotCount).toBe(1);
   });
 
-  it('refuses overlapping guest-physical ranges with EEXIST', () => {
+  it('refuses overlapping guest-physical ranges before the ioctl, naming the slot', () => {
     using kvm = Kvm.open();
     using a = GuestMemory.allocate(0x2000);
     using b = GuestMemory.allocate(0x2000);
     using vm = kvm.createVm();
     vm.addSlot({ guestPhysAddr: 0x10000, memory: a });
     const err = catchError(() => vm.addSlot({ guestPhysAddr: 0x11000, memory: b }));
-    expect(err).toMatchObject({ code: 'EEXIST', syscall: 'KVM_SET_USER_MEMORY_REGION' });
-    expect((err as Error).message).toMatch(/overlaps/);
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect((err as Error).message).toMatch(/options\.guestPhysAddr' overlaps slot 0 \(0x10000-0x12000\)/);
     expect(b.slotCount).toBe(0);
     expect(vm.slots).toHaveLength(1);
   });
 
-  it('refuses an unaligned guest-physical address or size with EINVAL', () => {
+  it('refuses an unaligned guest-physical address or size before the ioctl, naming the field', () => {
     using kvm = Kvm.open();
     using memory = GuestMemory.allocate(0x2000);
     using vm = kvm.createVm();
-    expect(catchError(() => vm.addSlot({ guestPhysAddr: 0x10800, memory }))).toMatchObject({
-      code: 'EINVAL',
-      syscall: 'KVM_SET_USER_MEMORY_REGION',
-    });
-    expect(catchError(() => vm.addSlot({ guestPhysAddr: 0x10000, memory, size: 0x1800 }))).toMatchObject({
-      code: 'EINVAL',
-    });
+    const gpa = catchError(() => vm.addSlot({ guestPhysAddr: 0x10800, memory }));
+    expect(gpa).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect((gpa as Error).message).toMatch(/"options\.guestPhysAddr".*multiple of 4096/);
+    const size = catchError(() => vm.addSlot({ guestPhysAddr: 0x10000, memory, size: 0x1800 }));
+    expect(size).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect((size as Error).message).toMatch(/"options\.size"/);
     expect(memory.slotCount).toBe(0);
   });
 
@@ -120,8 +120,9 @@ describe('memory slots', () => {
     using memory = GuestMemory.allocate(0x2000);
     using vm = kvm.createVm();
     expect(catchError(() => vm.addSlot({ guestPhysAddr: 0, memory, offset: 0x1000, size: 0x2000 }))).toMatchObject({
-      code: 'EFAULT',
+      code: 'ERR_OUT_OF_RANGE',
     });
+    expect(memory.slotCount).toBe(0);
   });
 
   it('keeps registered memory from being closed (EBUSY) until its slot is deleted', () => {

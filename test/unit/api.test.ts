@@ -67,13 +67,16 @@ describe('GuestMemory', () => {
   });
 
   it('asks hugetlb memory for whole 2 MiB pages', () => {
-    expect(thrown(() => GuestMemory.allocate(0x1000, { hugePages: 'hugetlb' }))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(thrown(() => GuestMemory.allocate(0x1000, { hugePages: 'hugetlb' }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
   });
 
   it('rejects sizes that are not whole pages', () => {
-    for (const size of [0, 100, 4097, -4096, 1.5]) {
-      expect(thrown(() => GuestMemory.allocate(size))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    for (const size of [0, 100, 4097, -4096, 1.5, NaN]) {
+      const e = thrown(() => GuestMemory.allocate(size));
+      expect(e).toBeInstanceOf(RangeError);
+      expect(e).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     }
+    expect(thrown(() => GuestMemory.allocate('4096' as unknown as number))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
   });
 
   it('detaches its buffer on close, and close is idempotent', () => {
@@ -99,5 +102,6 @@ describe('GuestMemory', () => {
     expect(e).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     expect(String(e.message)).toMatch(/page boundary/);
     expect(thrown(() => GuestMemory.from({} as ArrayBuffer))).toBeInstanceOf(TypeError);
+    expect(thrown(() => GuestMemory.from({} as ArrayBuffer))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
   });
 });
