@@ -3,13 +3,17 @@
     {
       "target_name": "node_kvm",
       "sources": [
+        "native/base/args.cc",
+        "native/base/convert.cc",
+        "native/base/errors.cc",
+        "native/base/ioctl.cc",
         "native/addon.cc",
-        "native/errors.cc",
         "native/kick.cc",
         "native/kvm.cc",
         "native/memory.cc",
         "native/vm.cc",
-        "native/vcpu.cc"
+        "native/vcpu.cc",
+        "native/vcpu_core.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

@@ -7,20 +7,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { GuestMemory, Kvm, describeKvm, probeKvm, setupMode } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
+const { describeKvm, probeKvm, realModeGuest } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
 const N = Number(process.env.BENCH_EXITS ?? 20000);
 const CODE = [0xe6, 0x80, 0x66, 0x49, 0x75, 0xfa, 0xf4]; // out 0x80, al; dec ecx; jnz; hlt
 
 function guest(n) {
-  const kvm = Kvm.open();
-  const memory = GuestMemory.allocate(0x10000);
-  const vm = kvm.createVm();
-  memory.bytes.set(CODE, 0x1000);
-  vm.addSlot({ guestPhysAddr: 0, memory });
-  const vcpu = vm.createVcpu();
-  setupMode(vcpu, { mode: 'real', entry: 0x1000 });
-  vcpu.setRegs({ rcx: n });
-  return { vcpu, close: () => (vm.close(), memory.close(), kvm.close()) };
+  const g = realModeGuest(CODE);
+  g.vcpu.setRegs({ rcx: n });
+  return g;
 }
 
 async function measure(useAsync, n) {

@@ -1,9 +1,9 @@
 // A real-mode guest that prints a greeting to port 0xE9 and halts.
 // Run: npm run example  (needs a usable /dev/kvm; without one: node sandbox/cli.mjs -- npm run example)
-import { GuestMemory, Kvm } from '../lib';
+import { GUEST_CODE, realModeGuest } from '../lib';
 
 /** Where the guest's code is loaded (guest-physical). */
-export const LOAD_ADDR = 0x1000;
+export const LOAD_ADDR = GUEST_CODE;
 /** The port the guest writes to: Bochs/QEMU's debug console. */
 export const DEBUG_PORT = 0xe9;
 export const GREETING = 'Hello from a KVM guest!\n';
@@ -28,16 +28,9 @@ export function helloGuest(): Uint8Array {
 
 /** Runs the guest to its `hlt`; returns what it printed and how it ended. */
 export function runHello(): { output: string; exits: string[]; rip: bigint; rsi: bigint } {
-  // `using` closes in reverse order: vCPU, VM, then the memory it mapped.
-  using kvm = Kvm.open();
-  using memory = GuestMemory.allocate(0x10000);
-  using vm = kvm.createVm();
-  memory.bytes.set(helloGuest(), LOAD_ADDR);
-  vm.addSlot({ guestPhysAddr: 0, memory });
-  using vcpu = vm.createVcpu();
-  // Real mode from address LOAD_ADDR: cs.base 0, ip LOAD_ADDR.
-  vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
-  vcpu.setRegs({ rip: LOAD_ADDR, rflags: 0x2 });
+  // A real-mode vCPU at LOAD_ADDR over 64 KiB of RAM; `using` closes it all.
+  using guest = realModeGuest(helloGuest());
+  const { vcpu } = guest;
 
   let output = '';
   const exits: string[] = [];

@@ -2,7 +2,7 @@
 // npm run build:guests && node -r ./scripts/ts-register.cjs examples/run-elf.ts long [file.elf]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GuestMemory, Kvm, loadElf, setupMode, type GuestMode } from '../lib';
+import { GuestMemory, Kvm, loadElf, runUntilHalt, setupMode, type GuestMode } from '../lib';
 
 const mode = (process.argv[2] ?? 'long') as GuestMode;
 const file = process.argv[3] ?? join(__dirname, '../build/guests', `${mode}.elf`);
@@ -15,7 +15,7 @@ const program = loadElf(vm, readFileSync(file));
 using vcpu = vm.createVcpu();
 setupMode(vcpu, { mode, entry: program.entry, avoid: program.ranges });
 let output = '';
-const exits = vcpu.runUntilHalt({
+const exits = runUntilHalt(vcpu, {
   io(exit) {
     if (exit.direction === 'out') output += String.fromCharCode(...exit.data);
   },

@@ -1,6 +1,6 @@
 // A long-mode guest that writes one byte at each address of a list: the
 // probe for dirty logs, MMU counters and traced tables.
-import { GuestMemory, Kvm, setupMode, type Vcpu, type Vm } from '../lib';
+import { GuestMemory, Kvm, runUntilHalt, setupMode, type Vcpu, type Vm } from '../lib';
 
 /**
  * Guest-physical base of the data slot the guest touches. Below 1 GiB, so
@@ -52,7 +52,7 @@ export class Toucher {
     const list = new DataView(this.code.buffer, LIST, offsets.length * 8);
     offsets.forEach((o, i) => list.setBigUint64(i * 8, BigInt(DATA + o), true));
     this.vcpu.setRegs({ rip: CODE });
-    this.vcpu.runUntilHalt({
+    runUntilHalt(this.vcpu, {
       io: (e) => {
         if (e.port !== 0x80) throw new Error(`unexpected port ${e.port}`);
         atMarker();

@@ -10,8 +10,10 @@
 #include <memory>
 #include <string>
 
-#include "addon.h"
-#include "errors.h"
+#include "base/addon.h"
+#include "base/args.h"
+#include "base/convert.h"
+#include "base/errors.h"
 #include "kick.h"
 #include "kvm.h"
 #include "memory.h"
@@ -21,31 +23,6 @@
 namespace nodekvm {
 
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
-
-int IoctlRetry(int fd, unsigned long request, unsigned long arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, request, arg);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
-
-uint64_t ToU64(const Napi::Value& v, const char* name) {
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    uint64_t r = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw Napi::RangeError::New(v.Env(), std::string(name) + " does not fit in 64 bits");
-    return r;
-  }
-  if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d < 0 || d > 9007199254740991.0 || std::floor(d) != d) {
-      throw Napi::RangeError::New(v.Env(), std::string(name) + " must be a non-negative integer (use a bigint above 2^53)");
-    }
-    return static_cast<uint64_t>(d);
-  }
-  throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number or bigint");
-}
 
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -125,21 +102,19 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Memory", memory);
   data.noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo&) {}, "noop"));
   exports.Set("setKickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    SetKickSignal(info.Env(), info[0].As<Napi::Number>().Int32Value());
+    SetKickSignal(info.Env(), static_cast<int>(ReadInt(info[0], "signal", 1, 64)));
   }, "setKickSignal"));
   exports.Set("setMaxView", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    Memory::SetMaxView(info[0].As<Napi::Number>().DoubleValue());
+    Memory::SetMaxView(static_cast<double>(ReadU64(info[0], "bytes")));
   }, "setMaxView"));
   exports.Set("kickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), KickSignal());
   }, "kickSignal"));
   exports.Set("kickVcpu", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    bool lossless = false;
-    uint64_t handle = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-    return Napi::Boolean::New(info.Env(), lossless && VcpuCore::KickHandle(handle));
+    return Napi::Boolean::New(info.Env(), VcpuCore::KickHandle(ReadU64(info[0], "handle")));
   }, "kickVcpu"));
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
-  exports.Set("runLayout", Vcpu::RunLayout(env));
+  exports.Set("runLayout", RunLayout(env));
   exports.Set("constants", Constants(env));
   return exports;
 }

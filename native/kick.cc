@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "errors.h"
+#include "base/errors.h"
 
 namespace nodekvm {
 

@@ -2,14 +2,17 @@
 
 #include <fcntl.h>
 #include <linux/kvm.h>
-#include <sys/ioctl.h>
 
 #include <cerrno>
 #include <string>
 
-#include "addon.h"
-#include "cpuid.h"
-#include "errors.h"
+#include "base/addon.h"
+#include "base/args.h"
+#include "base/convert.h"
+#include "base/errors.h"
+#include "base/flex.h"
+#include "base/ioctl.h"
+#include "base/tags.h"
 #include "vm.h"
 
 namespace nodekvm {
@@ -27,14 +30,14 @@ Napi::Function Kvm::Define(Napi::Env env) {
                      });
 }
 
-// new Kvm(path): opens the device; lib/kvm.ts checks the API version.
+// new Kvm(path): opens the device; lib/core/kvm.ts checks the API version.
 Kvm::Kvm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Kvm>(info) {
   Napi::Env env = info.Env();
-  std::string path = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value()
-                                         : std::string("/dev/kvm");
+  std::string path = ReadPath(info[0], "path");
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) throw SysError(env, errno, "open", path);
   fd_.Reset(fd);
+  Tag(info.This().As<Napi::Object>(), kKvmTag);
 }
 
 int Kvm::Fd(const char* syscall) {
@@ -43,34 +46,29 @@ int Kvm::Fd(const char* syscall) {
 }
 
 Napi::Value Kvm::ApiVersion(const Napi::CallbackInfo& info) {
-  int r = IoctlRetry(Fd("KVM_GET_API_VERSION"), KVM_GET_API_VERSION, 0);
-  if (r < 0) throw SysError(info.Env(), errno, "KVM_GET_API_VERSION");
-  return Napi::Number::New(info.Env(), r);
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_API_VERSION"), NODEKVM_IOCTL(KVM_GET_API_VERSION)));
 }
 
 Napi::Value Kvm::CheckExtension(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = Fd("KVM_CHECK_EXTENSION");
-  unsigned long cap = info[0].As<Napi::Number>().Uint32Value();
-  int r = IoctlRetry(fd, KVM_CHECK_EXTENSION, cap);
-  if (r < 0) throw SysError(info.Env(), errno, "KVM_CHECK_EXTENSION");
-  return Napi::Number::New(info.Env(), r);
+  uint32_t cap = ReadU32(info[0], "cap");
+  return Napi::Number::New(env, CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CHECK_EXTENSION), cap));
 }
 
 Napi::Value Kvm::VcpuMmapSize(const Napi::CallbackInfo& info) {
-  int r = IoctlRetry(Fd("KVM_GET_VCPU_MMAP_SIZE"), KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (r < 0) throw SysError(info.Env(), errno, "KVM_GET_VCPU_MMAP_SIZE");
-  return Napi::Number::New(info.Env(), r);
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_VCPU_MMAP_SIZE"), NODEKVM_IOCTL(KVM_GET_VCPU_MMAP_SIZE)));
 }
 
+// createVm(type): KVM_CREATE_VM (IoctlRetry covers its spurious EINTR).
 Napi::Value Kvm::CreateVm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CREATE_VM");
-  unsigned long type = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
-  int mmapSize = IoctlRetry(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (mmapSize < 0) throw SysError(env, errno, "KVM_GET_VCPU_MMAP_SIZE");
-  // IoctlRetry covers the spurious EINTR that KVM_CREATE_VM can return.
-  int vmfd = IoctlRetry(fd, KVM_CREATE_VM, type);
-  if (vmfd < 0) throw SysError(env, errno, "KVM_CREATE_VM");
+  uint32_t type = ReadU32(info[0], "type");
+  int mmapSize = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_VCPU_MMAP_SIZE));
+  int vmfd = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CREATE_VM), type);
   return Vm::NewInstance(env, UniqueFd(vmfd), static_cast<size_t>(mmapSize));
 }
 
@@ -78,33 +76,20 @@ Napi::Value Kvm::CreateVm(const Napi::CallbackInfo& info) {
 Napi::Value Kvm::GetSupportedCpuid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_GET_SUPPORTED_CPUID");
+  CpuidBuffer cpuid;
   for (uint32_t n = 64;; n *= 2) {
-    CpuidBuffer cpuid(n);
-    if (IoctlRetry(fd, kGetSupportedCpuid, cpuid.arg()) < 0) {
-      if (errno == E2BIG && n < 4096) continue;
-      throw SysError(env, errno, "KVM_GET_SUPPORTED_CPUID");
-    }
-    uint32_t count = cpuid.header()->nent;
-    Napi::Array out = Napi::Array::New(env, count);
-    for (uint32_t i = 0; i < count; i++) {
-      const kvm_cpuid_entry2& e = cpuid.entries()[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("function", Napi::Number::New(env, e.function));
-      o.Set("index", Napi::Number::New(env, e.index));
-      o.Set("flags", Napi::Number::New(env, e.flags));
-      o.Set("eax", Napi::Number::New(env, e.eax));
-      o.Set("ebx", Napi::Number::New(env, e.ebx));
-      o.Set("ecx", Napi::Number::New(env, e.ecx));
-      o.Set("edx", Napi::Number::New(env, e.edx));
-      out.Set(i, o);
-    }
-    return out;
+    cpuid.Reserve(n);
+    cpuid.header()->nent = n;
+    if (IoctlRetry(fd, KVM_GET_SUPPORTED_CPUID_, cpuid.arg()) == 0) break;
+    if (errno != E2BIG || n >= 4096) throw SysError(env, errno, "KVM_GET_SUPPORTED_CPUID");
   }
+  uint32_t count = cpuid.header()->nent;
+  Napi::Array out = Napi::Array::New(env, count);
+  for (uint32_t i = 0; i < count; i++) out.Set(i, CpuidEntryToJs(env, cpuid.entries()[i]));
+  return out;
 }
 
-Napi::Value Kvm::GetFd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), fd_.get());
-}
+Napi::Value Kvm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
 void Kvm::Close(const Napi::CallbackInfo&) { fd_.Reset(); }
 

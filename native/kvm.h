@@ -3,7 +3,7 @@
 
 #include <napi.h>
 
-#include "fd.h"
+#include "base/fd.h"
 
 namespace nodekvm {
 

@@ -10,8 +10,10 @@
 #include <mutex>
 #include <string>
 
-#include "addon.h"
-#include "errors.h"
+#include "base/addon.h"
+#include "base/args.h"
+#include "base/errors.h"
+#include "base/tags.h"
 
 namespace nodekvm {
 
@@ -42,11 +44,6 @@ std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
   return m;
 }
 
-Napi::Error ArgError(Napi::Env env, const std::string& msg) {
-  Napi::Error e = Napi::RangeError::New(env, msg);
-  e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-  return e;
-}
 }  // namespace
 
 Napi::Function Memory::Define(Napi::Env env) {
@@ -69,19 +66,19 @@ Napi::Function Memory::Define(Napi::Env env) {
 // where view is a Uint8Array over all of it (N-API cannot read a
 // SharedArrayBuffer's address directly).
 Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) {
+  Tag(info.This().As<Napi::Object>(), kMemoryTag);
   if (info[0].IsString()) {
     InitBorrowed(info);
   } else {
-    int thp = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
-    InitMapped(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()), thp);
+    int thp = static_cast<int>(ReadInt(info[1], "thp", -1, 2));
+    InitMapped(info.Env(), static_cast<size_t>(ReadU64(info[0], "size", SIZE_MAX / 2)), thp);
   }
 }
 
 void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
   bool hugePages = thp == 1;
   if (size == 0 || size % PageSize() != 0) {
-    throw ArgError(env, "memory size must be a positive multiple of the page size (" +
-                            std::to_string(PageSize()) + " bytes), got " + std::to_string(size));
+    throw OutOfRangeError(env, "size", "a positive multiple of the page size (" + std::to_string(PageSize()) + ")");
   }
   if (thp == 2) {
     InitHugetlb(env, size);
@@ -111,7 +108,7 @@ void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
 // short pool fails here with ENOMEM instead of killing the process later.
 void Memory::InitHugetlb(Napi::Env env, size_t size) {
   if (size % kHugePage != 0) {
-    throw ArgError(env, "hugetlb memory must be a multiple of 2 MiB, got " + std::to_string(size));
+    throw OutOfRangeError(env, "size", "a multiple of 2 MiB (2097152) for hugetlb pages");
   }
   void* raw = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
@@ -156,20 +153,19 @@ void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
     kind_ = Kind::kShared;  // never detached, never moved: no checks needed
     wasmSource_ = true;
   } else {
-    throw ArgError(env, "unknown memory kind " + kind);
+    throw ArgValueError(env, "kind", "must be 'arraybuffer', 'shared', 'wasm' or 'wasm-shared'");
   }
-  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "expected a Uint8Array view");
-  Napi::Uint8Array view = info[2].As<Napi::Uint8Array>();
+  Napi::Uint8Array view = ReadBytes(info[2], "view");
   data_ = view.Data();
   size_ = view.ByteLength();
   byteOffset_ = view.ByteOffset();
   size_t page = PageSize();
   if (size_ == 0 || size_ % page != 0) {
-    throw ArgError(env, "guest memory buffer must be a positive multiple of " +
+    throw ArgValueError(env, "source", "must be a positive multiple of " +
                             std::to_string(page) + " bytes, got " + std::to_string(size_));
   }
   if (reinterpret_cast<uintptr_t>(data_) % page != 0) {
-    throw ArgError(env, "guest memory buffer must start on a page boundary (" +
+    throw ArgValueError(env, "source", "must start on a page boundary (" +
                             std::to_string(page) +
                             " bytes); this one does not, and KVM maps whole pages. Use "
                             "GuestMemory.allocate() or a WebAssembly.Memory");
@@ -206,10 +202,10 @@ Napi::Value Memory::View(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) throw ClosedError(env, "GuestMemory", "GuestMemory.view");
   if (kind_ != Kind::kMapped) throw Napi::TypeError::New(env, "view() is for addon-mapped memory");
-  uint64_t offset = ToU64(info[0], "offset");
-  uint64_t length = ToU64(info[1], "length");
+  uint64_t offset = ReadU64(info[0], "offset");
+  uint64_t length = ReadU64(info[1], "length");
   if (offset > size_ || length > size_ - offset || length == 0 || static_cast<double>(length) > gMaxView.load()) {
-    throw ArgError(env, "view out of range");
+    throw OutOfRangeError(env, "length", "within the memory and <= the largest ArrayBuffer");
   }
   auto keep = mapping_;
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data_ + offset, length,

@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "fd.h"
+#include "base/fd.h"
 
 namespace nodekvm {
 

@@ -1,100 +1,22 @@
-// A vCPU fd: registers, the kvm_run page and KVM_RUN, sync or on a thread.
+// The vCPU as JavaScript sees it: registers, CPUID, debug, and runs.
 #pragma once
 
-#include <linux/kvm.h>
 #include <napi.h>
-#include <pthread.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <thread>
 
-#include "fd.h"
+#include "base/flex.h"
+#include "vcpu_core.h"
 
 namespace nodekvm {
 
 class Vm;
-
-// What outlives the JS wrapper: the fd, the kvm_run mapping and the thread
-// that runs KVM_RUN for runAsync(). The VM holds one reference so that
-// closing the VM closes its vCPUs.
-class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
- public:
-  VcpuCore(UniqueFd fd, void* run, size_t runSize);
-  ~VcpuCore();
-
-  bool closed() const { return !fd_.valid(); }
-  int fd() const { return fd_.get(); }
-  kvm_run* run() const { return static_cast<kvm_run*>(run_); }
-  bool busy() const { return busy_; }
-  // A process-wide number for kickVcpu() from any thread.
-  uint64_t handle() const { return handle_; }
-
-  Napi::Value RunBuffer(Napi::Env env);
-  // One KVM_RUN on the calling thread. On EINTR, exit_reason is set to
-  // KVM_EXIT_INTR (KVM leaves it stale when immediate_exit stops the run
-  // before entry); *kicked says whether Kick() ended it.
-  int RunOnce(bool* kicked);
-  Napi::Promise StartAsync(Napi::Env env);
-  // Ends the run in flight, from any thread; false when there is none.
-  bool Kick();
-  // Kicks the vCPU with this handle, if it still exists.
-  static bool KickHandle(uint64_t handle);
-  // Set when the JS wrapper is garbage-collected: nobody awaits the run.
-  void MarkCollected() { collected_ = true; }
-  // Stops a run in flight, joins the thread, unmaps kvm_run and closes the
-  // fd. Idempotent; main thread only.
-  void Shutdown();
-
- private:
-  struct Completion {
-    std::shared_ptr<VcpuCore> core;
-    int ret;
-    int err;
-  };
-  static void Deliver(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c);
-  static void TeardownHook(void* arg);
-  using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, &VcpuCore::Deliver>;
-
-  void WorkerLoop();
-  void Finish(Napi::Env env, int ret, int err);
-
-  UniqueFd fd_;
-  void* run_;
-  size_t runSize_;
-  uint64_t handle_;
-  Napi::Reference<Napi::ArrayBuffer> runBuffer_;
-
-  bool busy_ = false;  // a runAsync() is in flight
-  bool collected_ = false;
-  std::optional<Napi::Promise::Deferred> deferred_;
-  std::optional<Tsfn> tsfn_;
-  napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
-  std::thread worker_;
-
-  // The run in flight, for Kick() from any thread.
-  std::mutex runMu_;
-  bool inRun_ = false;         // inside KVM_RUN (or about to enter it)
-  pthread_t runner_{};         // the thread doing it
-  bool asyncPending_ = false;  // runAsync() requested, KVM_RUN not yet returned
-  bool kickPending_ = false;   // kicked before the requested run entered
-  bool kicked_ = false;        // the current run was kicked
-
-  // The vCPU thread's work queue.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool requested_ = false;
-  bool stop_ = false;
-};
 
 class Vcpu : public Napi::ObjectWrap<Vcpu> {
  public:
   static Napi::Function Define(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, Napi::Object vm, std::shared_ptr<VcpuCore> core,
                                   uint32_t id);
-  static Napi::Object RunLayout(Napi::Env env);
   explicit Vcpu(const Napi::CallbackInfo& info);
   ~Vcpu() override;
 
@@ -122,6 +44,7 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   Vm* vm_ = nullptr;
   Napi::ObjectReference vmRef_;  // the VM must outlive its vCPU's wrapper
   uint32_t id_ = 0;
+  CpuidBuffer cpuid_;  // reused by setCpuid()
 };
 
 }  // namespace nodekvm

@@ -1,15 +1,17 @@
 #include "vm.h"
 
 #include <linux/kvm.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <string>
 
-#include "addon.h"
-#include "errors.h"
+#include "base/addon.h"
+#include "base/args.h"
+#include "base/errors.h"
+#include "base/ioctl.h"
+#include "base/tags.h"
 #include "memory.h"
 #include "vcpu.h"
 
@@ -20,6 +22,9 @@ struct PendingVm {
   UniqueFd fd;
   size_t vcpuMmapSize;
 };
+
+// KVM writes a whole number of 64-bit words per slot.
+size_t BitmapBytes(uint64_t npages) { return ((npages + 63) / 64) * 8; }
 }  // namespace
 
 Napi::Function Vm::Define(Napi::Env env) {
@@ -30,13 +35,14 @@ Napi::Function Vm::Define(Napi::Env env) {
                          InstanceMethod<&Vm::SetIdentityMapAddr>("setIdentityMapAddr"),
                          InstanceMethod<&Vm::SetUserMemoryRegion>("setUserMemoryRegion"),
                          InstanceMethod<&Vm::CreateVcpu>("createVcpu"),
-                         InstanceMethod<&Vm::SlotIds>("slotIds"),
+                         InstanceMethod<&Vm::Slots>("slots"),
                          InstanceMethod<&Vm::GetDirtyLog>("getDirtyLog"),
                          InstanceMethod<&Vm::ClearDirtyLog>("clearDirtyLog"),
                          InstanceMethod<&Vm::EnableCap>("enableCap"),
                          InstanceMethod<&Vm::GetStatsFd>("getStatsFd"),
                          InstanceMethod<&Vm::Close>("close"),
                          InstanceAccessor<&Vm::GetFd>("fd"),
+                         InstanceAccessor<&Vm::GetSlotGeneration>("slotGeneration"),
                      });
 }
 
@@ -46,12 +52,11 @@ Napi::Object Vm::NewInstance(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize) {
 }
 
 Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
-  if (!info[0].IsExternal()) {
-    throw Napi::TypeError::New(info.Env(), "VMs are created with kvm.createVm()");
-  }
+  if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "VMs are created with kvm.createVm()");
   auto* pending = info[0].As<Napi::External<PendingVm>>().Data();
   fd_ = std::move(pending->fd);
   vcpuMmapSize_ = pending->vcpuMmapSize;
+  Tag(info.This().As<Napi::Object>(), kVmTag);
   // At teardown finalizers run in any order (memory before VM); cleanup
   // hooks run before all of them, so the VM closes first.
   hookEnv_ = info.Env();
@@ -73,26 +78,22 @@ int Vm::Fd(const char* syscall) {
 }
 
 Napi::Value Vm::CheckExtension(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = Fd("KVM_CHECK_EXTENSION");
-  int r = IoctlRetry(fd, KVM_CHECK_EXTENSION, info[0].As<Napi::Number>().Uint32Value());
-  if (r < 0) throw SysError(info.Env(), errno, "KVM_CHECK_EXTENSION");
-  return Napi::Number::New(info.Env(), r);
+  return Napi::Number::New(env, CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CHECK_EXTENSION), ReadU32(info[0], "cap")));
 }
 
 void Vm::SetTssAddr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_TSS_ADDR");
-  uint64_t addr = ToU64(info[0], "address");
-  if (IoctlRetry(fd, KVM_SET_TSS_ADDR, addr) < 0) {
-    throw SysError(info.Env(), errno, "KVM_SET_TSS_ADDR");
-  }
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_TSS_ADDR), ReadU64(info[0], "address", UINT32_MAX));
 }
 
 void Vm::SetIdentityMapAddr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_IDENTITY_MAP_ADDR");
-  uint64_t addr = ToU64(info[0], "address");
-  if (IoctlRetry(fd, KVM_SET_IDENTITY_MAP_ADDR, reinterpret_cast<unsigned long>(&addr)) < 0) {
-    throw SysError(info.Env(), errno, "KVM_SET_IDENTITY_MAP_ADDR");
-  }
+  uint64_t addr = ReadU64(info[0], "address", UINT32_MAX);
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_IDENTITY_MAP_ADDR), &addr);
 }
 
 int Vm::DeleteSlot(uint32_t id) {
@@ -105,6 +106,7 @@ int Vm::DeleteSlot(uint32_t id) {
     if (it->second.borrowed) --borrowedSlots_;
     Memory::Unpin(it->second.pins, it->second.mapping);
     slots_.erase(it);
+    ++slotGeneration_;
   }
   return r;
 }
@@ -114,23 +116,21 @@ int Vm::DeleteSlot(uint32_t id) {
 Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_USER_MEMORY_REGION");
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  uint32_t flags = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t gpa = ToU64(info[2], "guestPhysAddr");
-  uint64_t size = ToU64(info[3], "size");
+  uint32_t id = ReadU32(info[0], "slot");
+  uint32_t flags = ReadU32(info[1], "flags");
+  uint64_t gpa = ReadU64(info[2], "guestPhysAddr");
+  uint64_t size = ReadU64(info[3], "size");
 
   if (size == 0) {
-    if (DeleteSlot(id) < 0) throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "delete slot " + std::to_string(id));
+    if (DeleteSlot(id) < 0) {
+      throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "delete slot " + std::to_string(id));
+    }
     return Napi::BigInt::New(env, static_cast<uint64_t>(0));
   }
 
-  Napi::FunctionReference& memoryClass = Data(env).memoryClass;
-  if (!info[4].IsObject() || !info[4].As<Napi::Object>().InstanceOf(memoryClass.Value())) {
-    throw Napi::TypeError::New(env, "memory must be a GuestMemory (GuestMemory.allocate() or GuestMemory.from())");
-  }
+  Memory* memory = UnwrapTagged<Memory>(info[4], kMemoryTag, "memory", "a GuestMemory");
   Napi::Object memoryObj = info[4].As<Napi::Object>();
-  Memory* memory = Memory::Unwrap(memoryObj);
-  uint64_t offset = ToU64(info[5], "offset");
+  uint64_t offset = ReadU64(info[5], "offset");
   if (!memory->StillValid(env)) {
     throw SysError(env, EFAULT, "KVM_SET_USER_MEMORY_REGION", "the memory is closed or its buffer was detached");
   }
@@ -145,9 +145,7 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uintptr_t>(memory->data()) + offset;
-  if (IoctlRetry(fd, KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region)) < 0) {
-    throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "slot " + std::to_string(id));
-  }
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_USER_MEMORY_REGION), &region, "slot " + std::to_string(id));
   // A move or flag change of an existing slot keeps its memory (KVM refuses
   // to change the memory itself), so only a new slot pins.
   auto it = slots_.find(id);
@@ -155,12 +153,13 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
     bool borrowed = memory->NeedsValidation();
     if (borrowed) ++borrowedSlots_;
     auto pins = memory->Pin();
-    slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, borrowed, memory,
+    slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, offset, borrowed, memory,
                             Napi::Persistent(memoryObj), std::move(pins), memory->mapping()});
   } else {
     it->second.flags = flags;
     it->second.gpa = gpa;
   }
+  ++slotGeneration_;
   return Napi::BigInt::New(env, static_cast<uint64_t>(region.userspace_addr));
 }
 
@@ -179,11 +178,9 @@ void Vm::ValidateSlots(Napi::Env env) {
 Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CREATE_VCPU");
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  int vcpufd = IoctlRetry(fd, KVM_CREATE_VCPU, id);
-  if (vcpufd < 0) throw SysError(env, errno, "KVM_CREATE_VCPU", "vCPU id " + std::to_string(id));
-  UniqueFd owned(vcpufd);
-  void* run = ::mmap(nullptr, vcpuMmapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, vcpufd, 0);
+  uint32_t id = ReadU32(info[0], "id");
+  UniqueFd owned(CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CREATE_VCPU), id, "vCPU id " + std::to_string(id)));
+  void* run = ::mmap(nullptr, vcpuMmapSize_, PROT_READ | PROT_WRITE, MAP_SHARED, owned.get(), 0);
   if (run == MAP_FAILED) throw SysError(env, errno, "mmap", "kvm_run of vCPU " + std::to_string(id));
   auto core = std::make_shared<VcpuCore>(std::move(owned), run, vcpuMmapSize_);
   // Closed vCPUs need not wait for the VM to close.
@@ -193,42 +190,44 @@ Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
   return Vcpu::NewInstance(env, Value(), std::move(core), id);
 }
 
-Napi::Value Vm::SlotIds(const Napi::CallbackInfo& info) {
-  Napi::Array ids = Napi::Array::New(info.Env(), slots_.size());
+// slots(): the registered slots as the kernel has them, by id.
+Napi::Value Vm::Slots(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env, slots_.size());
   uint32_t i = 0;
-  for (const auto& entry : slots_) ids.Set(i++, Napi::Number::New(info.Env(), entry.first));
-  return ids;
-}
-
-namespace {
-// KVM writes a whole number of 64-bit words per slot.
-size_t BitmapBytes(uint64_t npages) { return ((npages + 63) / 64) * 8; }
-
-Napi::Uint8Array BitmapArg(const Napi::Value& v) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw Napi::TypeError::New(v.Env(), "the dirty bitmap must be a Uint8Array");
+  for (const auto& [id, slot] : slots_) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("id", Napi::Number::New(env, id));
+    o.Set("flags", Napi::Number::New(env, slot.flags));
+    o.Set("guestPhysAddr", Napi::BigInt::New(env, slot.gpa));
+    o.Set("size", Napi::Number::New(env, static_cast<double>(slot.size)));
+    o.Set("userspaceAddr", Napi::BigInt::New(env, slot.hva));
+    o.Set("offset", Napi::Number::New(env, static_cast<double>(slot.offset)));
+    o.Set("memory", slot.memoryRef.Value());
+    out.Set(i++, o);
   }
-  return v.As<Napi::Uint8Array>();
+  return out;
 }
-}  // namespace
+
+Napi::Value Vm::GetSlotGeneration(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(slotGeneration_));
+}
 
 // getDirtyLog(slot, bitmap): KVM_GET_DIRTY_LOG into a caller's buffer.
 void Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_GET_DIRTY_LOG");
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  Napi::Uint8Array bitmap = BitmapArg(info[1]);
+  uint32_t id = ReadU32(info[0], "slot");
+  Napi::Uint8Array bitmap = ReadBytes(info[1], "bitmap");
   auto it = slots_.find(id);
   if (it == slots_.end()) throw SysError(env, ENOENT, "KVM_GET_DIRTY_LOG", "no slot " + std::to_string(id));
   if (bitmap.ByteLength() < BitmapBytes(it->second.size / PageSize())) {
-    throw Napi::RangeError::New(env, "the dirty bitmap is too small for the slot");
+    throw OutOfRangeError(env, "bitmap.byteLength", ">= " + std::to_string(BitmapBytes(it->second.size / PageSize())));
   }
   kvm_dirty_log log{};
   log.slot = id;
   log.dirty_bitmap = bitmap.Data();
-  if (IoctlRetry(fd, KVM_GET_DIRTY_LOG, reinterpret_cast<unsigned long>(&log)) < 0) {
-    throw SysError(env, errno, "KVM_GET_DIRTY_LOG", "slot " + std::to_string(id));
-  }
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_DIRTY_LOG), &log, "slot " + std::to_string(id));
 }
 
 // clearDirtyLog(slot, firstPage, numPages, bitmap): KVM_CLEAR_DIRTY_LOG,
@@ -237,15 +236,15 @@ void Vm::ClearDirtyLog(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CLEAR_DIRTY_LOG");
   kvm_clear_dirty_log c{};
-  c.slot = info[0].As<Napi::Number>().Uint32Value();
-  c.first_page = ToU64(info[1], "firstPage");
-  c.num_pages = info[2].As<Napi::Number>().Uint32Value();
-  Napi::Uint8Array bitmap = BitmapArg(info[3]);
-  if (bitmap.ByteLength() < BitmapBytes(c.num_pages)) throw Napi::RangeError::New(env, "the bitmap is too small for numPages");
-  c.dirty_bitmap = bitmap.Data();
-  if (IoctlRetry(fd, KVM_CLEAR_DIRTY_LOG, reinterpret_cast<unsigned long>(&c)) < 0) {
-    throw SysError(env, errno, "KVM_CLEAR_DIRTY_LOG", "slot " + std::to_string(c.slot));
+  c.slot = ReadU32(info[0], "slot");
+  c.first_page = ReadU64(info[1], "firstPage");
+  c.num_pages = ReadU32(info[2], "numPages");
+  Napi::Uint8Array bitmap = ReadBytes(info[3], "bitmap");
+  if (bitmap.ByteLength() < BitmapBytes(c.num_pages)) {
+    throw OutOfRangeError(env, "bitmap.byteLength", ">= " + std::to_string(BitmapBytes(c.num_pages)));
   }
+  c.dirty_bitmap = bitmap.Data();
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CLEAR_DIRTY_LOG), &c, "slot " + std::to_string(c.slot));
 }
 
 // enableCap(cap, args[]): KVM_ENABLE_CAP on the VM.
@@ -253,26 +252,20 @@ Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_ENABLE_CAP");
   kvm_enable_cap cap{};
-  cap.cap = info[0].As<Napi::Number>().Uint32Value();
-  if (info[1].IsArray()) {
-    Napi::Array args = info[1].As<Napi::Array>();
-    for (uint32_t i = 0; i < 4 && i < args.Length(); i++) cap.args[i] = ToU64(args.Get(i), "args");
-  }
-  int r = IoctlRetry(fd, KVM_ENABLE_CAP, reinterpret_cast<unsigned long>(&cap));
-  if (r < 0) throw SysError(env, errno, "KVM_ENABLE_CAP", "capability " + std::to_string(cap.cap));
-  return Napi::Number::New(env, r);
+  cap.cap = ReadU32(info[0], "cap");
+  Napi::Array args = ReadArray(info[1], "args", 4);
+  for (uint32_t i = 0; i < args.Length(); i++) cap.args[i] = ReadU64(args.Get(i), "args[" + std::to_string(i) + "]");
+  return Napi::Number::New(env, CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_ENABLE_CAP), &cap,
+                                             "capability " + std::to_string(cap.cap)));
 }
 
 // getStatsFd(): KVM_GET_STATS_FD. The caller owns (and closes) the fd.
 Napi::Value Vm::GetStatsFd(const Napi::CallbackInfo& info) {
-  int r = IoctlRetry(Fd("KVM_GET_STATS_FD"), KVM_GET_STATS_FD, 0);
-  if (r < 0) throw SysError(info.Env(), errno, "KVM_GET_STATS_FD");
-  return Napi::Number::New(info.Env(), r);
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_STATS_FD"), NODEKVM_IOCTL(KVM_GET_STATS_FD)));
 }
 
-Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), fd_.get());
-}
+Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
 void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
 
@@ -287,6 +280,7 @@ void Vm::CloseAll() {
   vcpus_.clear();
   fd_.Reset();
   for (auto& [id, slot] : slots_) Memory::Unpin(slot.pins, slot.mapping);
+  if (!slots_.empty()) ++slotGeneration_;
   slots_.clear();
   borrowedSlots_ = 0;
 }

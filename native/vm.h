@@ -1,4 +1,4 @@
-// A VM fd: memory slots, vCPU creation, VM-wide settings.
+// A VM fd: memory slots (the one record of them), vCPU creation, VM-wide settings.
 #pragma once
 
 #include <napi.h>
@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "fd.h"
+#include "base/fd.h"
 
 namespace nodekvm {
 
@@ -31,6 +31,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
     uint64_t gpa;
     uint64_t size;
     uint64_t hva;
+    uint64_t offset;                  // of the slot's first byte in the memory
     bool borrowed;                    // caller-owned buffer: check before each run
     Memory* memory;                   // alive through memoryRef
     Napi::ObjectReference memoryRef;  // keeps the memory alive while KVM maps it
@@ -46,7 +47,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   void SetIdentityMapAddr(const Napi::CallbackInfo& info);
   Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo& info);
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
-  Napi::Value SlotIds(const Napi::CallbackInfo& info);
+  Napi::Value Slots(const Napi::CallbackInfo& info);
+  Napi::Value GetSlotGeneration(const Napi::CallbackInfo& info);
   void GetDirtyLog(const Napi::CallbackInfo& info);
   void ClearDirtyLog(const Napi::CallbackInfo& info);
   Napi::Value EnableCap(const Napi::CallbackInfo& info);
@@ -59,6 +61,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   UniqueFd fd_;
   size_t vcpuMmapSize_ = 0;
   std::map<uint32_t, Slot> slots_;
+  uint64_t slotGeneration_ = 0;  // bumped on every change, so lib/ knows when to re-read slots()
   size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered

@@ -61,7 +61,7 @@ if (!probe.usable) {
   process.exit(2);
 }
 const feats = features(probe);
-const files = readdirSync(join(root, 'test/integration'))
+const files = readdirSync(join(root, 'test/integration'), { recursive: true })
   .filter((f) => f.endsWith('.test.ts'))
   .map((f) => parseTag(`test/integration/${f}`, readFileSync(join(root, 'test/integration', f), 'utf8')))
   .filter((f) => lacks(f, feats).length === 0)

@@ -346,7 +346,7 @@ async function child() {
     ['vm.findSlot', pool.vm, () => [maybe(gpa)]],
     ['vm.memoryAt', pool.vm, () => [maybe(gpa), maybe(() => r.pick([0, 1, 16, 0x1000, 0x10000, 0x10001, -1, undefined]))]],
     ['vm.gpaToHva', pool.vm, () => [maybe(gpa)]],
-    ['vm.resolveGpa', pool.vm, () => [maybe(gpa)]],
+    ['resolveGpa', null, () => [maybe(() => pool.vm()?.live), maybe(gpa)], { holder: () => L, member: 'resolveGpa', when: haveKvm }],
     ['vm.openStats', pool.vm, () => [], { after: 'close' }],
     ['vm.enableCap', pool.vm, () => [maybe(() => r.pick([168, 0, 2 ** 32])), maybe(() => r.pick([[1], [3], [], [1, 2, 3, 4, 5], [-1]]))]],
     ['vm.enableManualDirtyLogProtect', pool.vm, () => (r.chance(0.2) ? [] : [maybe(() => obj({ initiallySet: bool }))])],
@@ -356,7 +356,7 @@ async function child() {
     // Vcpu
     ['vcpu.run', pool.vcpu, () => (timeouts && r.chance(0.8) ? [runOptions()] : r.chance(0.5) ? [] : [hostile()]), { before: safeVcpu }],
     ['vcpu.runAsync', pool.vcpu, () => (timeouts ? [maybe(() => ({ timeoutMs: r.pick([1, 10]) }), 0.9)] : []), { before: safeVcpu }],
-    ['vcpu.runUntilHalt', pool.vcpu, () => (r.chance(0.3) ? [] : [maybe(() => obj({ io: () => () => {}, mmio: () => () => {}, debug: () => () => {} }))]), { before: resetVcpu }],
+    ['runUntilHalt', null, () => [maybe(() => pool.vcpu()?.live), ...(r.chance(0.3) ? [] : [maybe(() => obj({ io: () => () => {}, mmio: () => () => {}, debug: () => () => {} }))]), ...(timeouts ? [{ timeoutMs: 50 }] : [])], { holder: () => L, member: 'runUntilHalt', when: haveKvm, before: resetVcpu }],
     ['vcpu.kick', pool.vcpu, () => []],
     ['vcpu.getRegs', pool.vcpu, () => []],
     ['vcpu.setRegs', pool.vcpu, () => [maybe(regs)]],

@@ -29,9 +29,11 @@ function loadLib() {
   return createRequire(import.meta.url)(entry);
 }
 
+// test/integration mirrors lib/: core/, guest/, inspect/ (and the files
+// that span them at its top).
 function integrationFiles() {
   const dir = join(root, 'test/integration');
-  return readdirSync(dir)
+  return readdirSync(dir, { recursive: true })
     .filter((f) => f.endsWith('.test.ts'))
     .sort()
     .map((f) => parseTag(`test/integration/${f}`, readFileSync(join(dir, f), 'utf8')));

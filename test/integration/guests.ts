@@ -1,7 +1,7 @@
 // Runs the C guests of examples/guests, built by scripts/build-guests.mjs.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { GuestMemory, Kvm, loadElf, setupMode, type GuestMode, type ModeOptions, type ModeSetup, type Vcpu, type Vm } from '../../lib';
+import { GuestMemory, Kvm, loadElf, runUntilHalt, setupMode, type GuestMode, type ModeOptions, type ModeSetup, type Vcpu, type Vm } from '../../lib';
 // @ts-expect-error: plain ESM script without types
 import { buildGuests } from '../../scripts/build-guests.mjs';
 
@@ -35,7 +35,7 @@ export function cGuest(mode: GuestMode, extra: Partial<ModeOptions> = {}, memory
     setup,
     run() {
       let output = '';
-      vcpu.runUntilHalt({
+      runUntilHalt(vcpu, {
         io(e) {
           if (e.port !== 0xe9 || e.direction !== 'out') throw new Error(`unexpected io on port ${e.port}`);
           output += String.fromCharCode(...e.data);

@@ -1,40 +1,12 @@
 // Shared set-up for tests that run real guests on real KVM.
 import { readdirSync } from 'node:fs';
-import { GuestMemory, Kvm, type Vcpu, type Vm } from '../../lib';
+import { GUEST_CODE, type Vcpu } from '../../lib';
 
 /** Guest-physical address where test programs are loaded. */
-export const CODE = 0x1000;
+export const CODE = GUEST_CODE;
 
-/** A real-mode guest: 64 KiB of RAM at 0 with `code` at CODE, one vCPU at CODE. */
-export interface Guest {
-  kvm: Kvm;
-  vm: Vm;
-  memory: GuestMemory;
-  vcpu: Vcpu;
-  [Symbol.dispose](): void;
-}
-
-export function realModeGuest(code: ArrayLike<number>, memorySize = 0x10000): Guest {
-  const kvm = Kvm.open();
-  const vm = kvm.createVm();
-  const memory = GuestMemory.allocate(memorySize);
-  memory.bytes.set(code, CODE);
-  vm.addSlot({ guestPhysAddr: 0, memory });
-  const vcpu = vm.createVcpu();
-  vcpu.setSregs({ cs: { base: 0n, selector: 0 }, ds: { base: 0n, selector: 0 } });
-  vcpu.setRegs({ rip: CODE, rflags: 2 });
-  return {
-    kvm,
-    vm,
-    memory,
-    vcpu,
-    [Symbol.dispose]() {
-      vm.close();
-      memory.close();
-      kvm.close();
-    },
-  };
-}
+/** A real-mode guest: 64 KiB of RAM at 0 with `code` at CODE, one vCPU at CODE (the library's shared fixture). */
+export { realModeGuest, type TinyGuest as Guest } from '../../lib';
 
 /** Open file descriptors of this process, to prove nothing leaks. */
 export function openFds(): number {

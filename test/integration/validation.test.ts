@@ -76,7 +76,7 @@ const surface: [string, fc.Arbitrary<unknown[]>, (args: unknown[]) => unknown][]
   ['vm.findSlot', fc.tuple(u64ish), (a) => (vm.findSlot as (...x: unknown[]) => unknown)(...a)],
   ['vm.memoryAt', fc.tuple(u64ish, small), (a) => (vm.memoryAt as (...x: unknown[]) => unknown)(...a)],
   ['vm.gpaToHva', fc.tuple(u64ish), (a) => (vm.gpaToHva as (...x: unknown[]) => unknown)(...a)],
-  ['vm.resolveGpa', fc.tuple(u64ish), (a) => (vm.resolveGpa as (...x: unknown[]) => unknown)(...a)],
+  ['resolveGpa', fc.tuple(fc.oneof(fc.constant(undefined), hostile), u64ish), (a) => (lib.resolveGpa as (...x: unknown[]) => unknown)(a[0] === undefined ? vm : a[0], a[1])],
   ['vm.enableCap', fc.tuple(hostile, fc.oneof(fc.array(u64ish, { maxLength: 5 }), hostile)), (a) => (vm.enableCap as (...x: unknown[]) => unknown)(...a)],
   ['vm.enableManualDirtyLogProtect', fc.tuple(optionsOf({ initiallySet: hostile })), (a) => (vm.enableManualDirtyLogProtect as (...x: unknown[]) => unknown)(...a)],
   ['vm.createVcpu', fc.tuple(fc.oneof(small, fc.constantFrom(4095, 4096, 2 ** 32 + 1))), (a) => (vm.createVcpu as (...x: unknown[]) => Vcpu)(...a).close()],
@@ -92,9 +92,9 @@ const surface: [string, fc.Arbitrary<unknown[]>, (args: unknown[]) => unknown][]
     (vcpu.setGuestDebug as (...x: unknown[]) => void)(...a);
     vcpu.setGuestDebug(null);
   }],
-  ['vcpu.runUntilHalt', fc.tuple(optionsOf({ io: hostile, mmio: hostile, debug: hostile })), (a) => {
+  ['runUntilHalt', fc.tuple(optionsOf({ io: hostile, mmio: hostile, debug: hostile })), (a) => {
     vcpu.setRegs({ rip: 0x1000 });
-    (vcpu.runUntilHalt as (...x: unknown[]) => unknown)(...a);
+    (lib.runUntilHalt as (...x: unknown[]) => unknown)(vcpu, ...a, { timeoutMs: 1000 });
   }],
   ['GuestMemory.allocate', fc.tuple(fc.oneof(small, fc.constantFrom(0x1000, 0x200000, 4097)), optionsOf({ hugePages: hostile })), (a) => (GuestMemory.allocate as (...x: unknown[]) => GuestMemory)(...a).close()],
   ['GuestMemory.from', fc.tuple(hostile), (a) => (GuestMemory.from as (...x: unknown[]) => GuestMemory)(...a).close()],

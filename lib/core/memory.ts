@@ -1,0 +1,198 @@
+import { markAsUntransferable } from 'node:worker_threads';
+import { binding, type NativeMemory } from './binding';
+import { constants } from 'node:os';
+import { KvmError } from './errors';
+import { constants as bufferConstants } from 'node:buffer';
+import { invalidArgType, invalidArgValue, outOfRange, own, validateLength, validateOptions } from './validate';
+
+/** Size of a page: KVM maps guest memory in whole pages. */
+export const PAGE_SIZE: number = binding.constants.pageSize ?? 4096;
+
+/**
+ * The most bytes one view of guest memory may span: the runtime's largest
+ * `ArrayBuffer` (`buffer.constants.MAX_LENGTH`: 4 GiB on Node 20, more on
+ * later lines). Larger memory is reached through {@link GuestMemory.view}.
+ */
+export const MAX_VIEW: number = bufferConstants.MAX_LENGTH;
+binding.setMaxView(MAX_VIEW);
+
+// Each native memory's one GuestMemory, so that a slot gives back the object it was given.
+const wrappers = new WeakMap<NativeMemory, GuestMemory>();
+
+/** A `WebAssembly.Memory` (typed structurally: Node's types leave WebAssembly out). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  grow(delta: number): number;
+}
+
+/** What {@link GuestMemory.from} accepts. */
+export type GuestMemorySource = ArrayBuffer | SharedArrayBuffer | WasmMemory | ArrayBufferView;
+
+const WasmMemoryClass = (globalThis as unknown as { WebAssembly?: { Memory: new (...a: never[]) => WasmMemory } })
+  .WebAssembly?.Memory;
+
+/** Options for {@link GuestMemory.allocate}. */
+export interface AllocateOptions {
+  /**
+   * true: align to 2 MiB and ask for transparent huge pages
+   * (`madvise(MADV_HUGEPAGE)`; the kernel may still use 4 KiB pages).
+   * false: refuse them (`MADV_NOHUGEPAGE`), so that every page is 4 KiB.
+   * `'hugetlb'`: 2 MiB pages from the hugetlbfs pool (`MAP_HUGETLB`); the
+   * size must be a multiple of 2 MiB and the pages reserved
+   * (`/proc/sys/vm/nr_hugepages`), or this throws `ENOMEM` saying so.
+   * Default: whatever the system's THP setting gives.
+   */
+  hugePages?: boolean | 'hugetlb';
+}
+
+/**
+ * Host memory that can back guest-physical memory, readable and writable
+ * from JavaScript with no copies: the same bytes the guest sees.
+ *
+ * It stays alive while any slot maps it, whatever the garbage collector
+ * does, and {@link GuestMemory.close} is refused until those slots are gone.
+ */
+export class GuestMemory {
+  /** @internal */
+  readonly native: NativeMemory;
+  readonly #offset: number;
+
+  private constructor(native: NativeMemory, offset = 0) {
+    this.native = native;
+    this.#offset = offset;
+    wrappers.set(native, this);
+  }
+
+  /** @internal The GuestMemory around a native memory object. */
+  static fromNative(native: NativeMemory): GuestMemory {
+    const m = wrappers.get(native);
+    if (m === undefined) throw new Error('node-kvm internal error: a slot maps memory with no GuestMemory');
+    return m;
+  }
+
+  /** Maps `size` bytes (a multiple of the page size) of zeroed anonymous memory. */
+  static allocate(size: number, options: AllocateOptions = {}): GuestMemory {
+    validateLength(size, 'size');
+    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('size', `a positive multiple of ${PAGE_SIZE}`, size);
+    const o = validateOptions(options, 'options', ['hugePages']);
+    const hugePages = own(o, 'hugePages');
+    if (hugePages !== undefined && typeof hugePages !== 'boolean' && hugePages !== 'hugetlb') {
+      throw invalidArgType('options.hugePages', "of type boolean or 'hugetlb'", hugePages);
+    }
+    if (hugePages === 'hugetlb' && size % 0x200000 !== 0) throw outOfRange('size', 'a multiple of 2 MiB (2097152) for hugetlb pages', size);
+    const thp = hugePages === 'hugetlb' ? 2 : hugePages === undefined ? -1 : hugePages ? 1 : 0;
+    return new GuestMemory(new binding.Memory(size, thp));
+  }
+
+  /**
+   * Uses memory the caller owns. It must start on a page boundary and be a
+   * whole number of pages: `WebAssembly.Memory` buffers and large
+   * `SharedArrayBuffer`s usually are; small `ArrayBuffer`s usually are not.
+   * A plain `ArrayBuffer` is marked untransferable (`postMessage` and
+   * `structuredClone` copy it instead of detaching it), so that it cannot
+   * vanish under KVM. A `WebAssembly.Memory` may grow in place.
+   */
+  static from(source: GuestMemorySource): GuestMemory {
+    if (WasmMemoryClass !== undefined && source instanceof WasmMemoryClass) {
+      const shared = source.buffer instanceof SharedArrayBuffer;
+      return new GuestMemory(
+        new binding.Memory(shared ? 'wasm-shared' : 'wasm', source, new Uint8Array(source.buffer)),
+      );
+    }
+    if (source instanceof SharedArrayBuffer) {
+      return new GuestMemory(new binding.Memory('shared', source, new Uint8Array(source)));
+    }
+    if (source instanceof ArrayBuffer) {
+      if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
+      const native = new binding.Memory('arraybuffer', source, new Uint8Array(source));
+      markAsUntransferable(source);
+      return new GuestMemory(native);
+    }
+    if (ArrayBuffer.isView(source)) {
+      const view = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+      if (source.buffer instanceof SharedArrayBuffer) {
+        return new GuestMemory(new binding.Memory('shared', source.buffer, view), source.byteOffset);
+      }
+      if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
+      const native = new binding.Memory('arraybuffer', source.buffer, view);
+      markAsUntransferable(source.buffer);
+      return new GuestMemory(native, source.byteOffset);
+    }
+    throw invalidArgType('source', 'an instance of ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or an ArrayBufferView', source);
+  }
+
+  /**
+   * The bytes, as the buffer that holds them (for a WebAssembly.Memory, its
+   * current buffer). Memory larger than {@link MAX_VIEW} has no single
+   * buffer: this throws `ERR_OUT_OF_RANGE`; use {@link GuestMemory.view}.
+   */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    const b = this.native.buffer;
+    if (b !== undefined) return b;
+    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
+    throw outOfRange('memory.size', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH) to be one buffer; use memory.view(offset, length)`, this.native.size);
+  }
+
+  /** A byte view of exactly this memory (a sub-range of the buffer for views); see {@link GuestMemory.buffer} for its size limit. */
+  get bytes(): Uint8Array {
+    return new Uint8Array(this.buffer, this.#offset, this.native.size);
+  }
+
+  /**
+   * A byte view of `[offset, offset + length)` of this memory, in place,
+   * for memory of any size: at most {@link MAX_VIEW} bytes each. For memory
+   * larger than one buffer each call maps a new window, which keeps the
+   * pages alive until it is garbage-collected; keep the views you reuse.
+   */
+  view(offset: number, length: number): Uint8Array {
+    validateLength(offset, 'offset');
+    validateLength(length, 'length');
+    const size = this.native.size;
+    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.view', 'the memory is closed');
+    if (offset > size) throw outOfRange('offset', `<= ${size} (the memory's size)`, offset);
+    if (length > size - offset) throw outOfRange('length', `<= ${size - offset} (the bytes after offset)`, length);
+    if (length > MAX_VIEW) throw outOfRange('length', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH)`, length);
+    const whole = this.native.buffer;
+    if (whole !== undefined) return new Uint8Array(whole, this.#offset + offset, length);
+    return length === 0 ? new Uint8Array(0) : new Uint8Array(this.native.view(offset, length));
+  }
+
+  /** Size in bytes. */
+  get size(): number {
+    return this.native.size;
+  }
+
+  /** Host virtual address of the first byte: what a slot's `userspaceAddr` starts from. */
+  get address(): bigint {
+    return this.native.address;
+  }
+
+  /** Who owns the pages: `'mapped'` (this library) or the caller's buffer kind. */
+  get kind(): 'mapped' | 'arraybuffer' | 'shared' | 'wasm' {
+    return this.native.kind;
+  }
+
+  /** How many memory slots map this memory now. */
+  get slotCount(): number {
+    return this.native.slotCount;
+  }
+
+  /** True after {@link GuestMemory.close}. */
+  get closed(): boolean {
+    return this.native.closed;
+  }
+
+  /**
+   * Releases the memory now rather than at garbage collection; the buffer is
+   * detached. Throws a `KvmError` with code `EBUSY` while a slot maps it.
+   * Idempotent.
+   */
+  close(): void {
+    this.native.close();
+  }
+
+  /** Same as {@link GuestMemory.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

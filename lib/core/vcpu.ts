@@ -1,0 +1,309 @@
+import type { NativeVcpu } from './binding';
+import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
+import { KvmStats } from './stats';
+import { validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
+import { validateCpuid, type CpuidEntry } from './cpuid';
+import { KvmError } from './errors';
+import { constants as osConstants } from 'node:os';
+import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64 } from './validate';
+import { binding } from './binding';
+import type { Vm } from './vm';
+
+/** What `KVM_TRANSLATE` says of a linear address. */
+export interface Translation {
+  /** The guest-physical address it maps to (meaningful when `valid`). */
+  physicalAddress: bigint;
+  /** Whether the guest's page tables map it at all. */
+  valid: boolean;
+  /** As reported by KVM; x86 KVM hard-wires it to true, so do not rely on it. */
+  writeable: boolean;
+  /** As reported by KVM; x86 KVM hard-wires it to false, so do not rely on it. */
+  usermode: boolean;
+}
+
+/** Options for {@link Vcpu.setGuestDebug}. */
+export interface GuestDebugOptions {
+  /** Exit with a `debug` exit after every guest instruction. */
+  singleStep?: boolean;
+  /** Up to 4 linear addresses where execution exits with `debug` (debug registers DR0-DR3). */
+  breakpoints?: (bigint | number)[];
+  /**
+   * Guest `int3` instructions exit with `debug` (exception 3, `pc` at the
+   * int3) instead of reaching the guest: write 0xCC where you want to
+   * stop, and put the original byte back (or step rip past it) to go on.
+   */
+  softwareBreakpoints?: boolean;
+}
+
+const C = binding.constants as Record<string, number>;
+const DBG = {
+  ENABLE: C.KVM_GUESTDBG_ENABLE ?? 1,
+  SINGLESTEP: C.KVM_GUESTDBG_SINGLESTEP ?? 2,
+  USE_SW_BP: C.KVM_GUESTDBG_USE_SW_BP ?? 0x10000,
+  USE_HW_BP: C.KVM_GUESTDBG_USE_HW_BP ?? 0x20000,
+};
+
+/**
+ * A virtual CPU (a KVM vCPU fd with its mapped `kvm_run` area). Made by
+ * {@link Vm.createVcpu}.
+ */
+export class Vcpu {
+  /** The VM this vCPU belongs to. */
+  readonly vm: Vm;
+  /** @internal */
+  readonly native: NativeVcpu;
+  #view: DataView | undefined;
+  #bytes: Uint8Array | undefined;
+
+  /** @internal */
+  constructor(native: NativeVcpu, vm: Vm) {
+    this.native = native;
+    this.vm = vm;
+  }
+
+  /** The vCPU id given to `KVM_CREATE_VCPU`. */
+  get id(): number {
+    return this.native.id;
+  }
+
+  /** The vCPU's file descriptor (-1 once closed). */
+  get fd(): number {
+    return this.native.fd;
+  }
+
+  /** True while a {@link Vcpu.runAsync} is in flight. */
+  get running(): boolean {
+    return this.native.running;
+  }
+
+  /**
+   * Runs the guest on this thread until the next exit (`KVM_RUN`) and
+   * returns it decoded. Blocks the event loop while the guest runs: the
+   * fast path for tight exit loops. It ends with an `intr` exit when
+   * `timeoutMs` passes, when another thread calls {@link kickVcpu} with
+   * this vCPU's {@link Vcpu.kickHandle}, or on a signal to this thread;
+   * run again to go on. A worker that is terminated, or a process that
+   * exits, ends the run within about 200 ms.
+   */
+  run(options?: RunOptions): VmExit {
+    const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
+    this.native.run(timeoutMs);
+    return this.#decode();
+  }
+
+  /**
+   * Runs `KVM_RUN` on this vCPU's own native thread and resolves with the
+   * exit, so that the event loop keeps turning while the guest computes.
+   * One run at a time per vCPU; other calls on it throw `EBUSY` meanwhile.
+   * {@link Vcpu.kick}, `timeoutMs` and aborting `signal` each end the run
+   * with an `intr` exit (a signal aborted already: no run, `intr` at once).
+   */
+  runAsync(options: RunAsyncOptions = {}): Promise<VmExit> {
+    try {
+      return this.#runAsync(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #runAsync(options: RunAsyncOptions): Promise<VmExit> {
+    const o = validateOptions(options, 'options', ['timeoutMs', 'signal']);
+    const timeoutMs = runTimeout(o);
+    const signal = abortSignal(o);
+    // The continuation holds the kvm_run view and the kick handle, not this
+    // vCPU: dropped and unreachable, a running vCPU can be collected (and
+    // closed) like any other.
+    const decode = this.#decoder();
+    const handle = this.native.kickHandle;
+    if (signal?.aborted) {
+      if (this.native.fd < 0 || this.native.running) this.native.runAsync(); // the same EBADF/EBUSY as a run
+      return Promise.resolve({ reason: 'intr' });
+    }
+    const started = this.native.runAsync();
+    const kick = () => binding.kickVcpu(handle);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(kick, timeoutMs);
+    signal?.addEventListener('abort', kick, { once: true });
+    const done = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', kick);
+    };
+    return started.then(
+      (r) => {
+        done();
+        return r < 0 ? { reason: 'intr' } : decode();
+      },
+      (e: unknown) => {
+        done();
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * A number that identifies this vCPU across threads: pass it to a worker
+   * (or from one) and {@link kickVcpu} there ends this vCPU's run in
+   * flight, sync or async.
+   */
+  get kickHandle(): bigint {
+    return this.native.kickHandle;
+  }
+
+  /**
+   * Makes a {@link Vcpu.runAsync} in flight return promptly with an `intr`
+   * exit (sets `immediate_exit` and signals the vCPU thread). Returns false
+   * when nothing was running.
+   */
+  kick(): boolean {
+    return this.native.kick();
+  }
+
+  /** `KVM_GET_REGS`. */
+  getRegs(): Regs {
+    return this.native.getRegs();
+  }
+
+  /** `KVM_SET_REGS`; registers left out keep their values. */
+  setRegs(regs: RegsInput): void {
+    this.native.setRegs(validateRegs(regs));
+  }
+
+  /** `KVM_GET_SREGS`. */
+  getSregs(): Sregs {
+    return this.native.getSregs();
+  }
+
+  /** `KVM_SET_SREGS`; fields left out keep their values. */
+  setSregs(sregs: SregsInput): void {
+    this.native.setSregs(validateSregs(sregs));
+  }
+
+  /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
+  openStats(): KvmStats {
+    return new KvmStats(this.native.getStatsFd());
+  }
+
+  /** `KVM_SET_CPUID2`: the CPUID the guest sees, e.g. from {@link Kvm.getSupportedCpuid}. */
+  setCpuid(entries: readonly Readonly<CpuidEntry>[]): void {
+    this.native.setCpuid(validateCpuid(entries));
+  }
+
+  /**
+   * `KVM_TRANSLATE`: walks the guest's page tables for a linear address
+   * (segment base + offset) as the vCPU is set up now.
+   */
+  translate(linearAddress: bigint | number): Translation {
+    return this.native.translate(validateU64(linearAddress, 'linearAddress'));
+  }
+
+  /**
+   * `KVM_SET_GUEST_DEBUG`: single-stepping, hardware and software breakpoints, each
+   * ending the run with a `debug` exit whose `pc` is the instruction
+   * pointer. `null` turns debugging off.
+   */
+  setGuestDebug(options: GuestDebugOptions | null): void {
+    if (options === null) {
+      this.native.setGuestDebug(0, []);
+      return;
+    }
+    const o = validateObject(options, 'options', ['singleStep', 'breakpoints', 'softwareBreakpoints']);
+    // x86 has 4 hardware breakpoints (DR0-DR3).
+    const bps = own(o, 'breakpoints') === undefined ? [] : validateArray(o.breakpoints, 'options.breakpoints', 4).map((a, i) => validateU64(a, `options.breakpoints[${i}]`));
+    let control = DBG.ENABLE;
+    if (own(o, 'singleStep') !== undefined && validateBoolean(o.singleStep, 'options.singleStep')) control |= DBG.SINGLESTEP;
+    if (own(o, 'softwareBreakpoints') !== undefined && validateBoolean(o.softwareBreakpoints, 'options.softwareBreakpoints')) control |= DBG.USE_SW_BP;
+    const regs = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+    if (bps.length > 0) {
+      control |= DBG.USE_HW_BP;
+      // DR7: local enable per breakpoint; R/W and LEN 0 mean "on execution".
+      bps.forEach((a, i) => {
+        regs[i] = a;
+        regs[7] = (regs[7] ?? 0n) | (1n << BigInt(i * 2));
+      });
+    }
+    this.native.setGuestDebug(control, regs);
+  }
+
+  /**
+   * Closes the vCPU: a run in flight is kicked and its promise rejects with
+   * `EBADF`; the kvm_run area is unmapped. Idempotent.
+   */
+  close(): void {
+    this.native.close();
+    this.#view = undefined;
+    this.#bytes = undefined;
+  }
+
+  /** Same as {@link Vcpu.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #decode(): VmExit {
+    return this.#decoder()();
+  }
+
+  #decoder(): () => VmExit {
+    if (this.#view === undefined || this.#bytes === undefined) {
+      const buffer = this.native.runBuffer;
+      this.#view = new DataView(buffer);
+      this.#bytes = new Uint8Array(buffer);
+    }
+    const view = this.#view;
+    const bytes = this.#bytes;
+    return () => decodeExit(view, bytes);
+  }
+}
+
+/** Options for {@link Vcpu.run} and {@link runUntilHalt}. */
+export interface RunOptions {
+  /** End the run (an `intr` exit) after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+/** Options for {@link Vcpu.runAsync} and {@link runUntilHaltAsync}. */
+export interface RunAsyncOptions extends RunOptions {
+  /** Aborting it ends the run in flight, like {@link Vcpu.kick}. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Ends the run in flight of the vCPU whose {@link Vcpu.kickHandle} this is,
+ * from any thread of the process (a sync `run()` in a worker included).
+ * Returns false when it is not running or no longer exists.
+ */
+export function kickVcpu(handle: bigint): boolean {
+  return binding.kickVcpu(validateU64(handle, 'handle'));
+}
+
+/**
+ * Chooses the signal that interrupts `KVM_RUN`: `SIGUSR2` or a real-time
+ * signal (default `SIGRTMIN+3`, 37 with glibc); call it before the first
+ * run. node-kvm refuses to replace a handler that someone else installed on
+ * it (`EBUSY`), so pick one that nothing else in the process uses.
+ */
+export function setKickSignal(signal: number): void {
+  validateInteger(signal, 'signal', 1, SIGRTMAX);
+  if (signal !== osConstants.signals.SIGUSR2 && signal < SIGRTMIN) {
+    throw outOfRange('signal', `SIGUSR2 (${osConstants.signals.SIGUSR2}) or >= ${SIGRTMIN} && <= ${SIGRTMAX}`, signal);
+  }
+  binding.setKickSignal(signal);
+}
+
+/** The signal node-kvm uses to interrupt `KVM_RUN` now. */
+export function kickSignal(): number {
+  return binding.kickSignal();
+}
+
+// glibc's SIGRTMIN and SIGRTMAX on Linux (Node does not export them).
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+/** @internal The validated `timeoutMs` of run options. */
+export function runTimeout(o: Record<string, unknown>): number | undefined {
+  return own(o, 'timeoutMs') === undefined ? undefined : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1);
+}
+
+/** @internal The validated `signal` of run options. */
+export function abortSignal(o: Record<string, unknown>): AbortSignal | undefined {
+  return own(o, 'signal') === undefined ? undefined : validateInstance(o.signal, 'options.signal', AbortSignal);
+}

@@ -1,0 +1,22 @@
+// Per-environment state shared by the native classes.
+#pragma once
+
+#include <napi.h>
+
+#include <cstddef>
+
+namespace nodekvm {
+
+struct AddonData {
+  Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
+  Napi::FunctionReference vmClass;
+  Napi::FunctionReference vcpuClass;
+  Napi::FunctionReference memoryClass;
+  Napi::FunctionReference noop;  // called to learn whether JS can still run
+};
+
+AddonData& Data(Napi::Env env);
+
+size_t PageSize();
+
+}  // namespace nodekvm

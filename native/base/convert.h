@@ -1,0 +1,25 @@
+// Kernel structs <-> JavaScript objects, in one place. Setters read only
+// the fields an object has (a partial object updates just those).
+#pragma once
+
+#include <linux/kvm.h>
+#include <napi.h>
+
+namespace nodekvm {
+
+Napi::Object RegsToJs(Napi::Env env, const kvm_regs& r);
+void RegsFromJs(const Napi::Object& o, kvm_regs& r);
+
+Napi::Object SregsToJs(Napi::Env env, const kvm_sregs& s);
+void SregsFromJs(const Napi::Object& o, kvm_sregs& s);
+
+Napi::Object CpuidEntryToJs(Napi::Env env, const kvm_cpuid_entry2& e);
+void CpuidEntryFromJs(const Napi::Object& o, kvm_cpuid_entry2& e, uint32_t index);
+
+Napi::Object TranslationToJs(Napi::Env env, const kvm_translation& t);
+
+// Offsets into struct kvm_run, from the kernel header this addon was built
+// with, so that the exit decoder needs no hard-coded ABI.
+Napi::Object RunLayout(Napi::Env env);
+
+}  // namespace nodekvm

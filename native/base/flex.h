@@ -1,0 +1,48 @@
+// The kernel's variable-length structs (a header, then n entries:
+// kvm_cpuid2, kvm_msrs, kvm_irq_routing...) as one reusable buffer.
+//
+// In C++ the uapi headers' flexible arrays (__DECLARE_FLEX_ARRAY) add
+// padding, which changes both the entries' offset and the size encoded in
+// the ioctl numbers, so the kernel would reject the ioctls with EINVAL. Each
+// struct's header is therefore declared here on its own, and the ioctl
+// numbers are built from it.
+#pragma once
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace nodekvm {
+
+template <class Header, class Entry>
+class FlexBuffer {
+ public:
+  // Room for n entries (grows, never shrinks: reuse it across calls).
+  void Reserve(uint32_t n) {
+    size_t need = sizeof(Header) + static_cast<size_t>(n) * sizeof(Entry);
+    if (bytes_.size() < need) bytes_.resize(need);
+    capacity_ = n;
+  }
+  uint32_t capacity() const { return capacity_; }
+  Header* header() { return reinterpret_cast<Header*>(bytes_.data()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(bytes_.data() + sizeof(Header)); }
+  unsigned long arg() { return reinterpret_cast<unsigned long>(bytes_.data()); }
+
+ private:
+  std::vector<uint8_t> bytes_ = std::vector<uint8_t>(sizeof(Header));
+  uint32_t capacity_ = 0;
+};
+
+struct CpuidHeader {
+  __u32 nent;
+  __u32 padding;
+};
+static_assert(sizeof(CpuidHeader) == 8, "struct kvm_cpuid2 header is 8 bytes");
+using CpuidBuffer = FlexBuffer<CpuidHeader, kvm_cpuid_entry2>;
+
+constexpr unsigned long KVM_GET_SUPPORTED_CPUID_ = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long KVM_SET_CPUID2_ = _IOW(KVMIO, 0x90, CpuidHeader);
+
+}  // namespace nodekvm

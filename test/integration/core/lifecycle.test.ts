@@ -1,0 +1,136 @@
+// kvm-test: smoke
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { GuestMemory, Kvm, KvmError, type Vm } from '../../../lib';
+import { catchError, openFds, realModeGuest, runToExit } from '../helpers';
+
+const HLT = [0xf4];
+
+describe('closing', () => {
+  it('is idempotent, and use after close throws EBADF naming the object', () => {
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const vcpu = vm.createVcpu();
+    vcpu.close();
+    vcpu.close();
+    const err = catchError(() => vcpu.getRegs());
+    expect(err).toBeInstanceOf(KvmError);
+    expect(err).toMatchObject({ code: 'EBADF', syscall: 'KVM_GET_REGS' });
+    expect((err as Error).message).toMatch(/vCPU is closed/);
+    vm.close();
+    vm.close();
+    expect(catchError(() => vm.createVcpu())).toMatchObject({ code: 'EBADF', syscall: 'KVM_CREATE_VCPU' });
+    kvm.close();
+    kvm.close();
+    expect(catchError(() => kvm.createVm())).toMatchObject({ code: 'EBADF' });
+    expect((catchError(() => kvm.createVm()) as Error).message).toMatch(/Kvm is closed/);
+  });
+
+  it('closes the vCPUs with their VM', () => {
+    using kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const vcpu = vm.createVcpu();
+    vm.close();
+    expect(vcpu.fd).toBe(-1);
+    expect(catchError(() => vcpu.run())).toMatchObject({ code: 'EBADF', syscall: 'KVM_RUN' });
+  });
+
+  it('supports `using` through Symbol.dispose', () => {
+    let fd = -1;
+    let vm;
+    {
+      using kvm = Kvm.open();
+      fd = kvm.fd;
+      using v = kvm.createVm();
+      vm = v;
+      expect(fd).toBeGreaterThan(2);
+    }
+    expect(vm.fd).toBe(-1);
+  });
+
+  it('leaks no file descriptors over 200 full guest lifecycles', () => {
+    const before = openFds();
+    for (let i = 0; i < 200; i++) {
+      using g = realModeGuest(HLT);
+      expect(runToExit(g.vcpu).reason).toBe('hlt');
+    }
+    expect(openFds()).toBe(before);
+  });
+
+  it('keeps slot memory alive through garbage collection until the slot is deleted', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    expect(gc, 'vitest runs with --expose-gc').toBeTypeOf('function');
+    const collect = async () => {
+      await new Promise((r) => setImmediate(r)); // WeakRefs hold until the job ends
+      for (let i = 0; i < 3; i++) gc!();
+    };
+    using g = realModeGuest([
+      0xb8, 0x00, 0x10, // mov ax, 0x1000
+      0x8e, 0xd8, //       mov ds, ax
+      0xa0, 0x00, 0x00, // mov al, [0]       ; gpa 0x10000
+      0xe6, 0x80, //       out 0x80, al
+      0xf4, //             hlt
+    ]);
+    // Register through the native layer, from a function whose frame is
+    // gone afterwards, so that nothing in JavaScript but the VM refers to
+    // this memory.
+    const ref = registerScratch(g.vm, 0x5a);
+    await collect();
+    expect(ref.deref()).toBeDefined();
+    expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', port: 0x80, value: 0x5a });
+
+    g.vm.native.setUserMemoryRegion(7, 0, 0x10000, 0); // delete the slot
+    await collect();
+    expect(ref.deref()).toBeUndefined();
+  });
+});
+
+function registerScratch(vm: Vm, firstByte: number): WeakRef<object> {
+  const scratch = GuestMemory.allocate(0x1000);
+  scratch.bytes[0] = firstByte;
+  vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0);
+  return new WeakRef(scratch.native);
+}
+
+// Teardown runs finalizers in any order; these run in child processes so
+// that a crash shows as an exit code instead of taking the test runner down.
+describe('process and worker teardown', () => {
+  const lib = JSON.stringify(join(__dirname, '../../../dist/index.js'));
+  const node = (script: string) => spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const guest = `
+    const k = require(${lib});
+    function guest(code) {
+      const kvm = k.Kvm.open();
+      const vm = kvm.createVm();
+      const memory = k.GuestMemory.allocate(0x10000);
+      memory.bytes.set(code, 0x1000);
+      vm.addSlot({ guestPhysAddr: 0, memory });
+      const vcpu = vm.createVcpu();
+      vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
+      vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+      return vcpu;
+    }`;
+
+  it('exits cleanly with vCPUs that ran on their threads and were never closed', () => {
+    // Kept reachable, so that only teardown finalizes them.
+    const r = node(`${guest}
+      globalThis.keep = [guest([0xf4]), guest([0xf4])];
+      Promise.all(keep.map((v) => v.runAsync())).then((e) => console.log(e.map((x) => x.reason).join()));`);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('hlt,hlt');
+    expect(r.status).toBe(0);
+  });
+
+  it('survives a worker terminated while its guest spins on a vCPU thread', () => {
+    const r = node(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(`${guest}
+        guest([0xeb, 0xfe]).runAsync();
+        require('node:worker_threads').parentPort.postMessage('spinning');`)}, { eval: true });
+      w.on('message', async () => { console.log('exit code', await w.terminate()); });`);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('exit code 1');
+    expect(r.status).toBe(0);
+  });
+});

@@ -1,0 +1,115 @@
+// kvm-test: smoke
+import { describe, expect, it } from 'vitest';
+import { GuestMemory } from '../../../lib';
+import { catchError, realModeGuest, runToExit } from '../helpers';
+
+// mov ax, 0x1000; mov ds, ax; mov al, [0]; inc al; mov [1], al; hlt  (gpa 0x10000)
+const INC_AT_0x10000 = [0xb8, 0x00, 0x10, 0x8e, 0xd8, 0xa0, 0x00, 0x00, 0xfe, 0xc0, 0xa2, 0x01, 0x00, 0xf4];
+
+describe('caller-owned guest memory', () => {
+  it('maps a WebAssembly.Memory with no copies, and survives its growth', () => {
+    const wasm = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    using mem = GuestMemory.from(wasm);
+    expect(mem.kind).toBe('wasm');
+    using g = realModeGuest(INC_AT_0x10000);
+    g.vm.addSlot({ guestPhysAddr: 0x10000, memory: mem });
+    new Uint8Array(wasm.buffer)[0] = 9;
+    wasm.grow(1); // detaches the old buffer; the pages stay where they were
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    expect(new Uint8Array(wasm.buffer)[1]).toBe(10);
+  });
+
+  it('maps a SharedArrayBuffer (a shared WebAssembly.Memory\'s) with no copies', () => {
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const sab = shared.buffer as unknown as SharedArrayBuffer;
+    using mem = GuestMemory.from(sab);
+    expect(mem.kind).toBe('shared');
+    using g = realModeGuest(INC_AT_0x10000);
+    g.vm.addSlot({ guestPhysAddr: 0x10000, memory: mem });
+    new Uint8Array(sab)[0] = 99;
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    expect(new Uint8Array(sab)[1]).toBe(100);
+  });
+
+  it('maps a page-aligned view at an offset into its buffer, and runs a guest on it', () => {
+    const wasm = new WebAssembly.Memory({ initial: 2 });
+    using mem = GuestMemory.from(new Uint8Array(wasm.buffer, 0x10000, 0x10000));
+    using g = realModeGuest(INC_AT_0x10000);
+    g.vm.addSlot({ guestPhysAddr: 0x10000, memory: mem });
+    new Uint8Array(wasm.buffer)[0x10000] = 5;
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    expect(new Uint8Array(wasm.buffer)[0x10001]).toBe(6);
+    expect(mem.bytes[1]).toBe(6);
+  });
+
+  it('gives a shared WebAssembly.Memory\'s buffer, and EBADF once closed', () => {
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+    const mem = GuestMemory.from(shared);
+    expect(mem.kind).toBe('shared');
+    expect(mem.buffer).toBe(shared.buffer);
+    expect(mem.bytes.length).toBe(0x10000);
+    mem.close();
+    expect(catchError(() => mem.buffer)).toMatchObject({ code: 'EBADF' });
+  });
+
+  it('maps a page-aligned view and rejects an unaligned one with the reason', () => {
+    const wasm = new WebAssembly.Memory({ initial: 1 });
+    using view = GuestMemory.from(new Uint8Array(wasm.buffer, 0x2000, 0x1000));
+    expect(view.size).toBe(0x1000);
+    view.bytes[0] = 7;
+    expect(new Uint8Array(wasm.buffer)[0x2000]).toBe(7);
+    const err = catchError(() => GuestMemory.from(new Uint8Array(wasm.buffer, 16, 0x1000)));
+    expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect((err as Error).message).toMatch(/page boundary/);
+    expect(catchError(() => GuestMemory.from(new Uint8Array(wasm.buffer, 0, 100)))).toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
+  });
+
+  it('marks a plain ArrayBuffer untransferable, so a transfer never detaches it', () => {
+    const { ab, page, mem } = pageAlignedArrayBuffer();
+    using g = realModeGuest(INC_AT_0x10000);
+    g.vm.addSlot({ guestPhysAddr: 0x10000, memory: mem });
+    // Node 20 copies an untransferable buffer; Node 22 and 24 refuse with DataCloneError.
+    let copy: ArrayBuffer | undefined;
+    try {
+      copy = structuredClone(ab, { transfer: [ab] });
+    } catch (e) {
+      expect((e as Error).name).toBe('DataCloneError');
+    }
+    if (copy) expect(copy).not.toBe(ab);
+    expect(ab.byteLength).toBe(0x2000);
+    page[0] = 1;
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    expect(page[1]).toBe(2);
+  });
+
+  it('refuses a detached ArrayBuffer', () => {
+    const gone = new ArrayBuffer(0x1000);
+    structuredClone(gone, { transfer: [gone] });
+    expect(catchError(() => GuestMemory.from(gone))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  });
+
+  it('allocates 2 MiB-aligned memory when huge pages are asked for', () => {
+    using mem = GuestMemory.allocate(4 << 20, { hugePages: true });
+    expect(mem.address % (2n << 20n)).toBe(0n);
+    mem.bytes[(4 << 20) - 1] = 1;
+    expect(mem.bytes[(4 << 20) - 1]).toBe(1);
+  });
+});
+
+// A plain ArrayBuffer with a page-aligned page inside it: malloc places
+// buffers 16-byte aligned, so one of the 256 candidate offsets is aligned
+// (with any allocator, ASan's included).
+function pageAlignedArrayBuffer(): { ab: ArrayBuffer; page: Uint8Array; mem: GuestMemory } {
+  const ab = new ArrayBuffer(0x2000);
+  for (let offset = 0; offset < 0x1000; offset += 16) {
+    const page = new Uint8Array(ab, offset, 0x1000);
+    try {
+      return { ab, page, mem: GuestMemory.from(page) };
+    } catch {
+      // not on a page boundary: try the next offset
+    }
+  }
+  throw new Error('no page-aligned page in an 8 KiB ArrayBuffer');
+}
