@@ -1,3 +1,5 @@
+import { constants as osConstants } from 'node:os';
+import { KvmError } from './errors';
 import { binding, type NativeKvm } from './binding';
 import { KVM_API_VERSION, Cap } from './constants';
 import type { CpuidEntry } from './cpuid';
@@ -44,7 +46,7 @@ export class Kvm {
     const version = native.apiVersion();
     if (version !== KVM_API_VERSION) {
       native.close();
-      throw new Error(`KVM_GET_API_VERSION returned ${version}; node-kvm needs ${KVM_API_VERSION}`);
+      throw new KvmError(osConstants.errno.EPROTO, 'KVM_GET_API_VERSION', `the kernel speaks KVM API ${version}; node-kvm needs ${KVM_API_VERSION}`);
     }
     return new Kvm(native);
   }

@@ -1,6 +1,9 @@
 // The second-level table KVM really built, rebuilt from the kvmmmu
 // tracepoints of this process's vCPU threads (root and tracefs needed).
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { KvmError } from '../core/errors';
+import { invalidArgValue, validateArray, validateObject, validateOneOf, validateString } from '../core/validate';
 import { childAt, indexIn, newMmuPage, type MmuPage, type SptLeaf } from './ept';
 
 /** Why tracing cannot be used here, or undefined when it can. */
@@ -50,7 +53,10 @@ export class MmuTrace {
   /** Starts recording; throws with the reason when tracing is unavailable. */
   static start(): MmuTrace {
     const why = traceUnavailable();
-    if (why) throw new Error(`cannot trace the MMU: ${why}`);
+    if (why) {
+      const errno = process.getuid?.() !== 0 ? osConstants.errno.EPERM : osConstants.errno.ENOENT;
+      throw new KvmError(errno, 'tracefs', `cannot trace the MMU: ${why}`);
+    }
     sweepStaleInstances(`${tracefsRoot()}/instances`);
     const dir = `${tracefsRoot()}/instances/node-kvm-${process.pid}-${instances++}`;
     mkdirSync(dir);
@@ -196,6 +202,7 @@ const FORMATS: Record<string, [RegExp, string[]]> = {
 
 /** Parses tracefs text lines of kvmmmu events (others are skipped); numbers stay as printed (hex for gfn, spte, pfn). */
 export function parseTrace(lines: string[]): MmuEvent[] {
+  validateArray(lines, 'lines').forEach((l, i) => validateString(l, `lines[${i}]`));
   const out: MmuEvent[] = [];
   for (const line of lines) {
     const m = LINE.exec(line);
@@ -239,14 +246,38 @@ export interface RebuiltTree {
  * guest's virtual addresses, not guest-physical ones.
  */
 export function rebuildMmuTree(events: MmuEvent[], format: SpteFormat): RebuiltTree {
+  validateArray(events, 'events').forEach(validateEvent);
+  validateOneOf(format, 'format', ['ept', 'npt'] as const);
   if (events.some((e) => e.event === 'kvm_tdp_mmu_spte_changed')) return { tree: rebuildTdp(events, format), mmu: 'tdp' };
   if (events.some((e) => e.event === 'kvm_mmu_get_page' && e.fields.direct !== 'direct')) {
-    throw new Error('these events come from shadow paging, whose tables map guest-virtual addresses; there is no guest-physical tree to rebuild');
+    throw invalidArgValue('events', `${events.length} events`, 'come from shadow paging, whose tables map guest-virtual addresses; there is no guest-physical tree to rebuild');
   }
   return { tree: rebuildLegacy(events, format), mmu: 'legacy' };
 }
 
 const hexBig = (s: string | undefined) => BigInt(`0x${s ?? '0'}`);
+
+// The fields each event needs, and how they are written (as parseTrace leaves them).
+const HEX = /^[0-9a-f]+$/;
+const DEC = /^[0-9]+$/;
+const NEEDS: Record<string, [string, RegExp][]> = {
+  kvm_tdp_mmu_spte_changed: [['gfn', HEX], ['level', DEC], ['new_spte', HEX]],
+  kvm_mmu_set_spte: [['gfn', HEX], ['level', DEC], ['spte', HEX], ['at', HEX]],
+  kvm_mmu_get_page: [['gfn', HEX], ['level', DEC]],
+};
+
+function validateEvent(value: unknown, i: number): void {
+  const e = validateObject(value, `events[${i}]`);
+  const name = validateString(e.event, `events[${i}].event`);
+  const fields = validateObject(e.fields, `events[${i}].fields`);
+  for (const [field, form] of NEEDS[name] ?? []) {
+    const v = fields[field];
+    if (typeof v !== 'string' || !form.test(v)) {
+      throw invalidArgValue(`events[${i}].fields.${field}`, v, `must be ${form === HEX ? 'hexadecimal' : 'decimal'} digits, as parseTrace() gives it`);
+    }
+    if (field === 'level' && !(Number(v) >= 1 && Number(v) <= 5)) throw invalidArgValue(`events[${i}].fields.level`, v, 'must be 1 to 5');
+  }
+}
 
 function rebuildTdp(events: MmuEvent[], format: SpteFormat): MmuPage {
   const latest = new Map<string, { level: number; gfn: bigint; spte: bigint }>();
@@ -278,6 +309,7 @@ function rebuildTdp(events: MmuEvent[], format: SpteFormat): MmuPage {
 function rebuildLegacy(events: MmuEvent[], format: SpteFormat): MmuPage {
   const root = newMmuPage(4, 0n);
   for (const e of events) {
+    if (e.event !== 'kvm_mmu_get_page' && e.event !== 'kvm_mmu_set_spte') continue;
     const level = Number(e.fields.level);
     const gfn = hexBig(e.fields.gfn);
     if (e.event === 'kvm_mmu_get_page' && level < 4) {
@@ -288,7 +320,9 @@ function rebuildLegacy(events: MmuEvent[], format: SpteFormat): MmuPage {
       const at = hexBig(e.fields.at); // physical address of the SPTE itself
       table.pfn = at >> 12n;
       const index = Number((at & 0xfffn) / 8n);
-      if (index !== indexIn(level, gfn)) throw new Error(`SPTE for gfn 0x${gfn.toString(16)} at index ${index}, expected ${indexIn(level, gfn)}`);
+      if (index !== indexIn(level, gfn)) {
+        throw invalidArgValue('events', e.fields, `hold an SPTE for gfn 0x${gfn.toString(16)} at index ${index}, where its level puts it at ${indexIn(level, gfn)}`);
+      }
       table.spt[index] = spte & PRESENT ? leafOf(gfn, level, (spte & PFN_MASK) >> 12n, spte, format) : null;
     }
   }

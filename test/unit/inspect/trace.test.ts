@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { leaves, parseTrace, rebuildMmuTree, tables } from '../../../lib';
+import { leaves, parseTrace, rebuildMmuTree, tables, type MmuEvent } from '../../../lib';
 
 // Lines as the 6.1 kernel prints them (TP_printk formats of kvmmmu), with
 // SPTE values seen on kvm_amd: non-leaf 0x...827, 4 KiB leaf 0x...e67,
@@ -75,7 +76,7 @@ describe('legacy MMU over NPT', () => {
 
   it('notices an SPTE whose address disagrees with the geometry', () => {
     const bad = [LEGACY[3]!, '  node-162 [000] ..... 1.4: kvm_mmu_set_spte: gfn 20000 spte c524e67 (rwxu) level 1 at 1076e008'];
-    expect(() => rebuildMmuTree(parseTrace(bad), 'npt')).toThrow(/index 1, expected 0/);
+    expect(() => rebuildMmuTree(parseTrace(bad), 'npt')).toThrow(/at index 1, where its level puts it at 0/);
   });
 });
 
@@ -91,5 +92,38 @@ describe('SPTE permission bits', () => {
   it('reads NPT leaves as x86 PTEs: RW=bit 1, no-execute=bit 63', () => {
     const [l] = leaves(rebuildMmuTree(parseTrace(leaf('800000000c335a65')), 'npt').tree);
     expect(l).toMatchObject({ pfn: 0xc335n, writable: false, executable: false });
+  });
+});
+
+describe('tracing input from anywhere', () => {
+  const typed = (e: unknown) =>
+    e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^(ERR_|E[A-Z]+$)/.test((e as { code: string }).code);
+
+  it('answers any junk given to parseTrace and rebuildMmuTree with a result or a typed error', () => {
+    const event = fc.record({
+      event: fc.oneof(fc.constantFrom('kvm_tdp_mmu_spte_changed', 'kvm_mmu_set_spte', 'kvm_mmu_get_page'), fc.anything()),
+      pid: fc.anything(),
+      fields: fc.oneof(fc.dictionary(fc.constantFrom('gfn', 'level', 'new_spte', 'spte', 'at', 'direct'), fc.oneof(fc.stringMatching(/^[0-9a-f]{1,12}$/), fc.string(), fc.anything())), fc.anything()),
+    });
+    fc.assert(
+      fc.property(fc.oneof(fc.array(event, { maxLength: 5 }), fc.anything()), fc.oneof(fc.constantFrom('ept', 'npt'), fc.anything()), (events, format) => {
+        try {
+          rebuildMmuTree(events as MmuEvent[], format as 'ept');
+        } catch (e) {
+          if (!typed(e)) throw e;
+        }
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(fc.anything(), (lines) => {
+        try {
+          parseTrace(lines as string[]);
+        } catch (e) {
+          if (!typed(e)) throw e;
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
