@@ -366,6 +366,13 @@ async function child() {
     ['vcpu.setCpuid', pool.vcpu, () => [maybe(cpuid)]],
     ['vcpu.translate', pool.vcpu, () => [maybe(u64)]],
     ['vcpu.setGuestDebug', pool.vcpu, () => [r.chance(0.2) ? null : maybe(() => obj({ singleStep: bool, breakpoints: () => r.pick([[], [0x1000], [1, 2, 3, 4, 5], [-1]]), softwareBreakpoints: bool }))]],
+    ['vcpu.kickHandle', pool.vcpu, 'get'],
+    ['kickVcpu', null, () => [maybe(() => r.pick([pool.vcpu()?.live?.kickHandle ?? 1n, 0n, 2n ** 64n, -1n, 1]))], { holder: () => L, member: 'kickVcpu' }],
+    ['kickSignal', null, () => [], { holder: () => L, member: 'kickSignal' }],
+    ['setKickSignal', null, () => [maybe(() => r.pick([L.kickSignal(), 12, 34, 64, 65, 2, 9, 1.5]))], { holder: () => L, member: 'setKickSignal' }],
+    ['runUntilHaltAsync', null, () => [maybe(() => pool.vcpu()?.live), maybe(() => obj({ io: () => () => {}, debug: () => () => {} })), { timeoutMs: 50, ...(r.chance(0.3) ? { signal: AbortSignal.timeout(5) } : {}) }], { holder: () => L, member: 'runUntilHaltAsync', when: haveKvm, before: resetVcpu }],
+    ['handleExit', null, () => [maybe(() => r.pick([{ reason: 'hlt' }, { reason: 'intr' }, { reason: 'io' }, { reason: 'shutdown' }, { reason: 'mmio' }])), maybe(() => obj({ io: () => () => {}, mmio: () => () => {} }))], { holder: () => L, member: 'handleExit' }],
+    ['realModeGuest', null, () => [maybe(() => r.pick([[0xf4], new Uint8Array([0xeb, 0xfe]), []])), r.chance(0.5) ? undefined : maybe(() => obj({ memorySize: () => r.pick([0x2000, 0x1000, 0x10000, 4097, 0]), kvm: () => pool.kvm()?.live }))], { holder: () => L, member: 'realModeGuest', when: haveKvm, after: 'close' }],
     ['vcpu.id', pool.vcpu, 'get'],
     ['vcpu.running', pool.vcpu, 'get'],
     // GuestMemory
@@ -381,6 +388,8 @@ async function child() {
     // MemorySlot
     ['slot.contains', pool.slot, () => [maybe(gpa)]],
     ['slot.bytes', pool.slot, 'get'],
+    ['slot.view', pool.slot, () => [maybe(() => r.pick([0, 0x1000, 0x10000])), maybe(() => r.pick([0, 1, 0x1000, 0x10001]))]],
+    ['slot.hvaOf', pool.slot, () => [maybe(gpa)]],
     ['slot.move', pool.slot, () => [maybe(gpa)]],
     ['slot.setFlags', pool.slot, () => [maybe(() => r.pick([0, 1, 2, 3, 8, NaN]))]],
     ['slot.getDirtyLog', pool.slot, () => []],
@@ -448,7 +457,9 @@ async function child() {
     ((e instanceof TypeError || e instanceof RangeError) && typeof e.code === 'string' && e.code.startsWith('ERR_')) ||
     e instanceof GuestError ||
     e instanceof ElfError ||
-    e?.message === 'callback' || e?.message === 'fuzz: page budget'; // the fuzzer's own callbacks
+    e?.message === 'callback' || e?.message === 'fuzz: page budget' || // the fuzzer's own callbacks
+    // An aborted AbortSignal rejects with its own reason, as Node's APIs do.
+    (e instanceof DOMException && (e.name === 'AbortError' || e.name === 'TimeoutError'));
   const show = (args) => args.map((a) => inspect(a, { depth: 1, breakLength: Infinity, maxArrayLength: 6, maxStringLength: 40 })).join(', ').slice(0, 300);
 
   const available = fns

@@ -2,7 +2,7 @@
 // benchmarks, the host probe and examples all build it here.
 import { Kvm } from '../core/kvm';
 import { GuestMemory } from '../core/memory';
-import { validateInstance, validateLength, validateOptions, own } from '../core/validate';
+import { outOfRange, own, validateArray, validateInstance, validateInteger, validateLength, validateOptions } from '../core/validate';
 import type { Vcpu } from '../core/vcpu';
 import type { Vm } from '../core/vm';
 import { setupMode } from './modes';
@@ -41,15 +41,14 @@ export function realModeGuest(code: ArrayLike<number>, options: TinyGuestOptions
   const o = validateOptions(options, 'options', ['memorySize', 'kvm']);
   const memorySize = own(o, 'memorySize') === undefined ? 0x10000 : validateLength(o.memorySize, 'options.memorySize');
   const shared = own(o, 'kvm') === undefined ? undefined : validateInstance(o.kvm, 'options.kvm', Kvm);
-  if (typeof code !== 'object' || code === null || typeof code.length !== 'number') {
-    validateInstance(code, 'code', Array);
-  }
+  const bytes = code instanceof Uint8Array ? code : Uint8Array.from(validateArray(code, 'code', 0x10000).map((b, i) => validateInteger(b, `code[${i}]`, 0, 255)));
+  if (GUEST_CODE + bytes.length > memorySize) throw outOfRange('code.length', `<= ${memorySize - GUEST_CODE} to fit in the guest's memory`, bytes.length);
   const kvm = shared ?? Kvm.open();
   let vm: Vm | undefined;
   let memory: GuestMemory | undefined;
   try {
     memory = GuestMemory.allocate(memorySize);
-    memory.view(GUEST_CODE, code.length).set(code);
+    memory.view(GUEST_CODE, bytes.length).set(bytes);
     vm = kvm.createVm();
     vm.addSlot({ guestPhysAddr: 0, memory });
     const vcpu = vm.createVcpu();

@@ -4,7 +4,7 @@
 import { constants as osConstants } from 'node:os';
 import { KvmError } from '../core/errors';
 import type { DebugExit, IoExit, MmioExit, VmExit } from '../core/exits';
-import { own, validateFunction, validateInstance, validateOptions } from '../core/validate';
+import { own, validateFunction, validateInstance, validateObject, validateOptions, validateString } from '../core/validate';
 import { abortSignal, runTimeout, Vcpu, type RunAsyncOptions, type RunOptions } from '../core/vcpu';
 import { guestError } from './report';
 
@@ -34,6 +34,12 @@ export function handleExit<H extends RunHandlers | AsyncRunHandlers>(
   exit: VmExit,
   handlers: H,
 ): ExitAction<(e: VmExit) => void | Promise<void>> {
+  validateString(validateObject(exit, 'exit').reason, 'exit.reason');
+  return decide(exit, validateHandlers(handlers));
+}
+
+// handleExit without the checks, for the run loops (their arguments were checked once).
+function decide(exit: VmExit, handlers: RunHandlers | AsyncRunHandlers): ExitAction<(e: VmExit) => void | Promise<void>> {
   switch (exit.reason) {
     case 'hlt':
       return { action: 'halt' };
@@ -66,7 +72,7 @@ export function runUntilHalt(vcpu: Vcpu, handlers: RunHandlers = {}, options: Ru
   for (let count = 0; ; count++) {
     const exit = vcpu.run(deadline === Infinity ? undefined : { timeoutMs: Math.max(0, deadline - Date.now()) });
     if (exit.reason === 'intr' && Date.now() >= deadline) throw timedOut(timeoutMs);
-    const next = handleExit(exit, handlers);
+    const next = decide(exit, handlers);
     if (next.action === 'halt') return count;
     if (next.action === 'fail') throw guestError(vcpu, exit, next.why);
     if (next.action === 'handle') void next.handler(exit);
@@ -95,16 +101,17 @@ export async function runUntilHaltAsync(vcpu: Vcpu, handlers: AsyncRunHandlers =
       signal?.throwIfAborted();
       if (Date.now() >= deadline) throw timedOut(timeoutMs);
     }
-    const next = handleExit(exit, handlers);
+    const next = decide(exit, handlers);
     if (next.action === 'halt') return count;
     if (next.action === 'fail') throw guestError(vcpu, exit, next.why);
     if (next.action === 'handle') await next.handler(exit);
   }
 }
 
-function validateHandlers(handlers: unknown): void {
+function validateHandlers(handlers: unknown): RunHandlers | AsyncRunHandlers {
   const h = validateOptions(handlers, 'handlers', ['io', 'mmio', 'debug']);
   for (const k of ['io', 'mmio', 'debug']) if (own(h, k) !== undefined) validateFunction(h[k], `handlers.${k}`);
+  return h as RunHandlers | AsyncRunHandlers;
 }
 
 function timedOut(timeoutMs: number | undefined): KvmError {

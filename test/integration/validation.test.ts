@@ -107,6 +107,13 @@ const surface: [string, fc.Arbitrary<unknown[]>, (args: unknown[]) => unknown][]
     (slot.setFlags as (...x: unknown[]) => void)(...a);
     slot.setFlags(0);
   }],
+  ['slot.view', fc.tuple(small, small), (a) => (slot.view as (...x: unknown[]) => unknown)(...a)],
+  ['slot.hvaOf', fc.tuple(u64ish), (a) => (slot.hvaOf as (...x: unknown[]) => unknown)(...a)],
+  ['memory.view', fc.tuple(small, small), (a) => (memory.view as (...x: unknown[]) => unknown)(...a)],
+  ['kickVcpu', fc.tuple(u64ish), (a) => (lib.kickVcpu as (...x: unknown[]) => unknown)(...a)],
+  ['setKickSignal', fc.tuple(fc.oneof(small, fc.constant(lib.kickSignal()))), (a) => (lib.setKickSignal as (...x: unknown[]) => unknown)(...a)],
+  ['handleExit', fc.tuple(fc.oneof(fc.constantFrom({ reason: 'hlt' }, { reason: 'io' }, { reason: 'shutdown' }), hostile), optionsOf({ io: hostile, mmio: hostile })), (a) => (lib.handleExit as (...x: unknown[]) => unknown)(...a)],
+  ['realModeGuest', fc.tuple(fc.oneof(fc.array(fc.integer({ min: -1, max: 256 }), { maxLength: 4 }), hostile), optionsOf({ memorySize: small, kvm: hostile })), (a) => (lib.realModeGuest as (...x: unknown[]) => { close(): void })(...a).close()],
   ['slot.clearDirtyLog', fc.tuple(hostile), (a) => (slot.clearDirtyLog as (...x: unknown[]) => void)(...a)],
   ['DirtyLog.bytesFor', fc.tuple(hostile), (a) => (lib.DirtyLog.bytesFor as (...x: unknown[]) => unknown)(...a)],
   ['encodeDescriptor', fc.tuple(optionsOf({ base: u64ish, limit: small, type: small, s: small, dpl: small, present: small, avl: small, l: small, db: small, g: small })), (a) => (lib.encodeDescriptor as (...x: unknown[]) => unknown)(...a)],

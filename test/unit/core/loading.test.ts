@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,7 @@ describe('loading the package', () => {
     const pkg = join(tmp, 'prebuilt');
     cpSync(join(root, 'dist'), join(pkg, 'dist'), { recursive: true });
     cpSync(join(root, 'build/Release/node_kvm.node'), join(pkg, `prebuilds/${process.platform}-${process.arch}/node_kvm.node`));
+    symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules')); // node-gyp-build, which finds the prebuild
     const r = load(pkg);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

@@ -97,7 +97,7 @@ describe('SPTE permission bits', () => {
 
 describe('tracing input from anywhere', () => {
   const typed = (e: unknown) =>
-    e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^(ERR_|E[A-Z]+$)/.test((e as { code: string }).code);
+    e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^(ERR_|E[A-Z]+$)/.test((e as unknown as { code: string }).code);
 
   it('answers any junk given to parseTrace and rebuildMmuTree with a result or a typed error', () => {
     const event = fc.record({
