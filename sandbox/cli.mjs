@@ -2,6 +2,12 @@
 // Command-line entry for the node-kvm sandbox; see sandbox/README.md.
 import { parseDuration, parseParamString, runInSandbox } from './sandbox.mjs';
 
+/**
+ * @import { SandboxOptions } from './sandbox.mjs'
+ * @typedef {SandboxOptions & { env: Record<string, string> }} CliOptions
+ * @typedef {{ help: true } | { help?: undefined, opts: CliOptions, info: boolean }} ParsedArgs
+ */
+
 const USAGE = `Usage: node sandbox/cli.mjs [options] [--] <command> [args...]
 
 Runs <command> inside a QEMU (TCG) VM whose kernel has kvm + kvm_amd loaded,
@@ -33,18 +39,30 @@ Examples:
   node sandbox/cli.mjs --param kvm.tdp_mmu=0 -- npm test
 `;
 
+/**
+ * @param {string[]} argv the arguments after the script's path
+ * @returns {ParsedArgs}
+ */
 function parseArgs(argv) {
-  const opts = { env: {} };
+  /** @type {CliOptions} */
+  const opts = { env: {}, command: [] };
   let info = false;
+  /** @type {string[]} */
   const params = [];
   let i = 0;
+  /**
+   * The option's value: after its `=`, else the next argument.
+   * @param {string} name
+   * @param {string | undefined} inline
+   * @returns {string}
+   */
   const value = (name, inline) => {
     if (inline !== undefined) return inline;
     if (i + 1 >= argv.length) throw new Error(`${name} needs a value`);
-    return argv[++i];
+    return /** @type {string} */ (argv[++i]);
   };
   for (; i < argv.length; i++) {
-    const arg = argv[i];
+    const arg = /** @type {string} */ (argv[i]);
     if (arg === '--') {
       i++;
       break;
@@ -104,6 +122,10 @@ function parseArgs(argv) {
   return { opts, info };
 }
 
+/**
+ * @param {string} s
+ * @param {string} name the option, for the error message
+ */
 function positiveInt(s, name) {
   const n = Number(s);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} expects a positive integer, got ${JSON.stringify(s)}`);
@@ -115,7 +137,7 @@ async function main() {
   try {
     parsed = parseArgs(process.argv.slice(2));
   } catch (e) {
-    process.stderr.write(`node-kvm-sandbox: ${String(e.message).replace(/^sandbox: /, '')}\n\n${USAGE}`);
+    process.stderr.write(`node-kvm-sandbox: ${String(/** @type {Error} */ (e).message).replace(/^sandbox: /, '')}\n\n${USAGE}`);
     return 125;
   }
   if (parsed.help) {
@@ -125,8 +147,10 @@ async function main() {
   const { opts, info } = parsed;
 
   const abort = new AbortController();
-  let signalled = null;
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  // (Cast, not declared: TypeScript would take it for null below, not
+  // seeing the listeners assign it.)
+  let signalled = /** @type {'SIGINT' | 'SIGTERM' | 'SIGHUP' | null} */ (null);
+  for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
     process.on(sig, () => {
       signalled ??= sig;
       abort.abort();
@@ -140,7 +164,7 @@ async function main() {
     return exitCode;
   } catch (e) {
     if (signalled) return 128 + { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signalled];
-    process.stderr.write(`node-kvm-sandbox: ${String(e.message).replace(/^sandbox: /, '')}\n`);
+    process.stderr.write(`node-kvm-sandbox: ${String(/** @type {Error} */ (e).message).replace(/^sandbox: /, '')}\n`);
     return 125;
   }
 }

@@ -45,36 +45,47 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const PASS_ENV = ['PATH', 'TERM', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'CI', 'FORCE_COLOR', 'NO_COLOR'];
 
 /**
- * @typedef {object} SandboxOptions
- * @property {string[]} command argv to run (looked up on PATH), cwd = `cwd`
- * @property {string} [cwd] host directory shared read-write at the same path (default process.cwd())
- * @property {Record<string, string>} [env] extra environment variables for the command
- * @property {string} [kernel] vmlinuz to boot (env NODE_KVM_SANDBOX_KERNEL)
- * @property {number} [memoryMb] guest RAM, default 2048 (env NODE_KVM_SANDBOX_MEMORY)
- * @property {number} [cpus] guest vCPUs, default 1 (env NODE_KVM_SANDBOX_CPUS)
- * @property {Record<string, Record<string, string | number | boolean>>} [moduleParams]
- *   insmod parameters, e.g. { kvm: { tdp_mmu: 0 }, kvm_amd: { npt: 0 } }
- *   (env NODE_KVM_SANDBOX_PARAMS="kvm.tdp_mmu=0 kvm_amd.npt=0")
- * @property {number} [bootTimeoutMs] default 120000 (env NODE_KVM_SANDBOX_BOOT_TIMEOUT)
- * @property {number} [timeoutMs] whole run, default 1800000 (env NODE_KVM_SANDBOX_TIMEOUT)
- * @property {(chunk: string) => void} [onOutput] the command's stdout+stderr (default: process.stdout)
- * @property {boolean} [verbose] echo guest init/kernel/QEMU messages to stderr (env NODE_KVM_SANDBOX_VERBOSE=1)
- * @property {AbortSignal} [signal] aborting kills the VM and rejects with an AbortError
- *
- * @typedef {object} SandboxInfo
- * @property {string} kernelRelease guest `uname -r`
- * @property {'kvm_amd' | 'kvm_intel' | null} vendorModule
- * @property {number | null} npt kvm_amd.npt as 1/0
- * @property {number | null} tdpMmu kvm.tdp_mmu as 1/0
- * @property {number} bootMs QEMU start until the command starts
- * @property {number | null} guestUptimeAtReadyMs guest kernel uptime when KVM was ready
- * @property {number} runMs command start until QEMU exited
- * @property {string} kernel the vmlinuz used
- * @property {'pvh' | 'bzImage'} bootProtocol pvh = booted the cached, unpacked ELF
- * @property {number} cpus
+ * @import { DurationUnit, ModuleParams, SandboxInfo, SandboxOptions, SandboxResult } from './sandbox.mjs'
+ */
+// The public types live in sandbox.d.mts, which TypeScript reads in place of
+// this file when resolving './sandbox.mjs' (also from here). The check at the
+// end of this file makes sure the two agree.
+
+/**
+ * Options after defaults, the environment and validation.
+ * @typedef {object} ResolvedOptions
+ * @property {string[]} command
+ * @property {string} cwd real path
+ * @property {Record<string, string>} env the command's whole environment
+ * @property {string | undefined} kernel
  * @property {number} memoryMb
- * @property {Record<string, Record<string, string>>} moduleParams raw /sys/module/{kvm,kvm_amd}/parameters/*
- * @property {{initramfs: string, initramfsCached: boolean, kernelElf: string | null, kernelElfCached: boolean | null}} cache
+ * @property {number} cpus
+ * @property {number} bootTimeoutMs
+ * @property {number} timeoutMs
+ * @property {Record<string, Record<string, string>>} moduleParams normalized: values as insmod takes them
+ * @property {(chunk: string) => void} onOutput
+ * @property {boolean} verbose
+ * @property {AbortSignal | undefined} signal
+ *
+ * @typedef {{ path: string, release: string }} Kernel a bzImage and its release
+ * @typedef {Kernel & { bootPath: string }} BootKernel `bootPath`: what QEMU boots (the unpacked ELF or the bzImage)
+ * @typedef {{ path: string, size: number, mtimeMs: number }} Busybox
+ * @typedef {'base' | 'kvm'} ModuleGroup base: loaded before the control share is mounted
+ * @typedef {{ name: string, file: string, group: ModuleGroup }} KernelModule
+ * @typedef {{ path: string, cached: boolean }} CacheFile
+ *
+ * What the guest init wrote to ctl/info.
+ * @typedef {object} GuestInfo
+ * @property {string | null} kernelRelease
+ * @property {'kvm_amd' | 'kvm_intel' | null} vendorModule
+ * @property {Record<string, Record<string, string>>} moduleParams
+ * @property {number | null} uptimeMs
+ *
+ * @typedef {object} QemuRun
+ * @property {number} exitCode
+ * @property {GuestInfo} guest
+ * @property {number | null} bootMs null if the READY mark was not seen
+ * @property {number} runMs
  */
 
 /**
@@ -82,7 +93,7 @@ const PASS_ENV = ['PATH', 'TERM', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'CI', 'FOR
  * Rejects (never hangs) if the VM cannot boot, KVM cannot be set up, or a
  * timeout expires.
  * @param {SandboxOptions} opts
- * @returns {Promise<{exitCode: number, info: SandboxInfo}>}
+ * @returns {Promise<SandboxResult>}
  */
 export async function runInSandbox(opts) {
   const o = resolveOptions(opts ?? {});
@@ -104,6 +115,7 @@ export async function runInSandbox(opts) {
     throwIfAborted(o);
     const run = await runQemu(o, { ...kernel, bootPath: elf?.path ?? kernel.path }, initramfs.path, ctl);
     const g = run.guest;
+    /** @type {SandboxInfo} */
     const info = {
       kernelRelease: g.kernelRelease,
       vendorModule: g.vendorModule,
@@ -131,12 +143,17 @@ export async function runInSandbox(opts) {
   }
 }
 
+/** @param {ResolvedOptions} o */
 function throwIfAborted(o) {
   if (o.signal?.aborted) throw Object.assign(new Error('sandbox: aborted'), { name: 'AbortError' });
 }
 
 // ---------------------------------------------------------------- options
 
+/**
+ * @param {Partial<SandboxOptions>} opts as given, checked here
+ * @returns {ResolvedOptions}
+ */
 function resolveOptions(opts) {
   const env = process.env;
   const command = opts.command;
@@ -155,8 +172,12 @@ function resolveOptions(opts) {
   if (cwd === '/') throw new Error('sandbox: cwd cannot be / (it is shared read-only); use a project directory');
   if (/[\n\r]/.test(cwd)) throw new Error('sandbox: cwd path cannot contain newlines');
 
+  /** @type {Record<string, string>} */
   const cmdEnv = {};
-  for (const k of PASS_ENV) if (env[k] !== undefined) cmdEnv[k] = env[k];
+  for (const k of PASS_ENV) {
+    const v = env[k];
+    if (v !== undefined) cmdEnv[k] = v;
+  }
   cmdEnv.PATH ??= DEFAULT_PATH;
   Object.assign(cmdEnv, { HOME: '/tmp', TMPDIR: '/tmp', USER: 'root', NODE_KVM_IN_SANDBOX: '1' });
   for (const [k, v] of Object.entries(opts.env ?? {})) {
@@ -187,6 +208,11 @@ function resolveOptions(opts) {
   };
 }
 
+/**
+ * @param {unknown} v
+ * @param {string} name
+ * @returns {number | undefined} undefined if `v` is undefined or null
+ */
 function positive(v, name, integer = false) {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
@@ -195,6 +221,7 @@ function positive(v, name, integer = false) {
   return v;
 }
 
+/** @param {string} name */
 function envNumber(name) {
   const s = process.env[name];
   if (s === undefined || s === '') return undefined;
@@ -203,30 +230,52 @@ function envNumber(name) {
   return n;
 }
 
-/** "90000ms", "90s", "1.5m", "1h" -> milliseconds; a bare number is in `unit`. */
+/** @type {Record<DurationUnit, number>} */
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * "90000ms", "90s", "1.5m", "1h" -> milliseconds; a bare number is in `unit`.
+ * @param {string | number} s
+ * @param {string} what names the value in the error message
+ * @param {DurationUnit} [unit]
+ * @returns {number}
+ */
 export function parseDuration(s, what, unit = 'ms') {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(s));
   if (!m || Number(m[1]) <= 0) throw new Error(`sandbox: ${what} must be a positive duration like 90s or 2m, got ${JSON.stringify(s)}`);
-  return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? unit]);
+  return Math.round(Number(m[1]) * UNIT_MS[/** @type {DurationUnit | undefined} */ (m[2]) ?? unit]);
 }
 
+/** @param {string} name */
 function envDuration(name) {
   const s = process.env[name];
   return s === undefined || s === '' ? undefined : parseDuration(s, name);
 }
 
-/** "kvm.tdp_mmu=0 kvm_amd.npt=0" -> { kvm: { tdp_mmu: '0' }, kvm_amd: { npt: '0' } } */
+/**
+ * "kvm.tdp_mmu=0 kvm_amd.npt=0" -> { kvm: { tdp_mmu: '0' }, kvm_amd: { npt: '0' } }
+ * @param {string} s
+ * @param {string} [what] names the source in error messages
+ * @returns {Record<string, Record<string, string>>}
+ */
 export function parseParamString(s, what = 'module parameter') {
+  /** @type {Record<string, Record<string, string>>} */
   const out = {};
   for (const tok of s.split(/\s+/).filter(Boolean)) {
-    const m = /^([^.=]+)\.([^=]+)=(.*)$/.exec(tok);
+    const m = /** @type {[string, string, string, string] | null} */ (/^([^.=]+)\.([^=]+)=(.*)$/.exec(tok));
     if (!m) throw new Error(`sandbox: ${what}: expected module.param=value, got ${JSON.stringify(tok)}`);
     (out[m[1]] ??= {})[m[2]] = m[3];
   }
   return out;
 }
 
+/**
+ * Checks names and values and turns values into insmod's text.
+ * @param {ModuleParams} mp
+ * @returns {Record<string, Record<string, string>>}
+ */
 function normalizeModuleParams(mp) {
+  /** @type {Record<string, Record<string, string>>} */
   const out = {};
   for (const [mod, params] of Object.entries(mp)) {
     const name = mod.replace(/-/g, '_');
@@ -241,6 +290,10 @@ function normalizeModuleParams(mp) {
   return out;
 }
 
+/**
+ * @param {Record<string, Record<string, string>>} mp normalized
+ * @param {KernelModule[]} modules
+ */
 function checkModuleParams(mp, modules) {
   const names = new Set(modules.map((m) => m.name));
   for (const mod of Object.keys(mp)) {
@@ -252,6 +305,7 @@ function checkModuleParams(mp, modules) {
 
 // ------------------------------------------------------ host requirements
 
+/** @returns {Busybox} */
 function findBusybox() {
   const bb = BUSYBOX_PATHS.find((p) => fs.existsSync(p));
   if (!bb) throw new Error(`sandbox: busybox not found (looked in ${BUSYBOX_PATHS.join(', ')}); install the Debian package ${PKG_BUSYBOX}`);
@@ -262,6 +316,7 @@ function findBusybox() {
   return { path: bb, size: st.size, mtimeMs: st.mtimeMs };
 }
 
+/** @param {Buffer} buf */
 function hasElfInterpreter(buf) {
   if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return false; // not ELF64: let it fail later
   const phoff = Number(buf.readBigUInt64LE(0x20));
@@ -273,7 +328,11 @@ function hasElfInterpreter(buf) {
   return false;
 }
 
-/** The release string embedded in a bzImage's setup header, or null. */
+/**
+ * The release string embedded in a bzImage's setup header, or null.
+ * @param {string} file
+ * @returns {string | null}
+ */
 function bzImageRelease(file) {
   const fd = fs.openSync(file, 'r');
   try {
@@ -289,12 +348,20 @@ function bzImageRelease(file) {
   }
 }
 
+/**
+ * @param {string} release
+ * @returns {string | null} the kvm-amd module file
+ */
 function kvmAmdModule(release) {
   const dir = `/lib/modules/${release}/kernel/arch/x86/kvm`;
   for (const ext of MODULE_EXTS) if (fs.existsSync(`${dir}/kvm-amd${ext}`)) return `${dir}/kvm-amd${ext}`;
   return null;
 }
 
+/**
+ * @param {string} p
+ * @returns {Kernel}
+ */
 function kernelFromPath(p) {
   const file = path.resolve(p);
   let st;
@@ -313,7 +380,9 @@ function kernelFromPath(p) {
   return { path: file, release };
 }
 
+/** @returns {Kernel} */
 function defaultKernel() {
+  /** @type {string[]} */
   let names = [];
   try {
     names = fs.readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-'));
@@ -322,13 +391,15 @@ function defaultKernel() {
     .map((f) => ({ path: `/boot/${f}`, release: f.slice('vmlinuz-'.length) }))
     .filter((k) => kvmAmdModule(k.release))
     .sort((a, b) => b.release.localeCompare(a.release, 'en', { numeric: true }));
-  if (!found.length) {
+  const newest = found[0];
+  if (!newest) {
     throw new Error(`sandbox: no /boot/vmlinuz-* with a matching /lib/modules/<release>/kernel/arch/x86/kvm/kvm-amd.ko; install the Debian package ${PKG_KERNEL}`);
   }
-  checkReadable(found[0].path);
-  return found[0];
+  checkReadable(newest.path);
+  return newest;
 }
 
+/** @param {string} file */
 function checkReadable(file) {
   try {
     fs.accessSync(file, fs.constants.R_OK);
@@ -337,11 +408,18 @@ function checkReadable(file) {
   }
 }
 
-/** Modules to load, dependencies first, from the kernel's modules.dep. */
+/**
+ * Modules to load, dependencies first, from the kernel's modules.dep.
+ * @param {string} release
+ * @returns {KernelModule[]}
+ */
 function resolveModules(release) {
   const base = `/lib/modules/${release}`;
+  /** @type {Map<string, string>} module name -> path in modules.dep */
   const byName = new Map();
+  /** @type {Map<string, string[]>} path -> paths of its dependencies */
   const deps = new Map();
+  /** @param {string} rel */
   const modName = (rel) => path.basename(rel).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_');
   let depText;
   try {
@@ -361,18 +439,27 @@ function resolveModules(release) {
     builtin = new Set(fs.readFileSync(`${base}/modules.builtin`, 'utf8').split('\n').filter(Boolean).map(modName));
   } catch { /* optional */ }
 
+  /** @type {KernelModule[]} */
   const out = [];
   const seen = new Set();
+  /**
+   * @param {string} rel
+   * @param {ModuleGroup} group
+   */
   const visit = (rel, group) => {
     if (seen.has(rel)) return;
     seen.add(rel);
     for (const d of deps.get(rel) ?? []) visit(d, group);
     out.push({ name: modName(rel), file: path.isAbsolute(rel) ? rel : `${base}/${rel}`, group });
   };
-  for (const [group, wanted] of [['base', BASE_MODULES], ['kvm', KVM_MODULES]]) {
+  /** @type {[ModuleGroup, string[]][]} */
+  const groups = [['base', BASE_MODULES], ['kvm', KVM_MODULES]];
+  for (const [group, wanted] of groups) {
     for (const name of wanted) {
-      if (byName.has(name)) visit(byName.get(name), group);
+      const rel = byName.get(name);
+      if (rel !== undefined) visit(rel, group);
       else if (!builtin.has(name)) {
+
         throw new Error(`sandbox: kernel ${release} has no module ${name} (not in modules.dep nor modules.builtin); install ${PKG_KERNEL}`);
       }
     }
@@ -382,11 +469,21 @@ function resolveModules(release) {
 
 // ------------------------------------------------------------- initramfs
 
+// zlib's zstd functions exist from Node.js 22.15; @types/node 20 does not declare them.
+const zlibZstd = /** @type {typeof zlib & { zstdDecompressSync?: (buf: Buffer) => Buffer }} */ (zlib);
+
 function cacheDir() {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(base, 'node-kvm', 'sandbox');
 }
 
+/**
+ * The cached initramfs for these modules, built if missing.
+ * @param {Kernel} kernel
+ * @param {KernelModule[]} modules
+ * @param {Busybox} busybox
+ * @returns {Promise<CacheFile>}
+ */
 async function ensureInitramfs(kernel, modules, busybox) {
   const init = initScript(modules);
   const modStats = modules.map((m) => {
@@ -406,14 +503,16 @@ async function ensureInitramfs(kernel, modules, busybox) {
   cpio.file('bin/busybox', fs.readFileSync(busybox.path), 0o755);
   cpio.file('init', Buffer.from(init), 0o755);
   for (const m of modules) {
+    /** @type {Buffer} */
     let data = fs.readFileSync(m.file);
+
     let name = `${m.name}.ko`;
     if (m.file.endsWith('.gz')) data = zlib.gunzipSync(data);
     else if (m.file.endsWith('.zst')) {
-      if (typeof zlib.zstdDecompressSync !== 'function') {
+      if (typeof zlibZstd.zstdDecompressSync !== 'function') {
         throw new Error(`sandbox: ${m.file} is zstd-compressed and this Node.js has no zstd support; use Node.js >= 22.15 or an uncompressed/xz module tree`);
       }
-      data = zlib.zstdDecompressSync(data);
+      data = zlibZstd.zstdDecompressSync(data);
     } else if (m.file.endsWith('.xz')) name += '.xz'; // unpacked by busybox unxz in the guest
     cpio.file(`modules/${name}`, data, 0o644);
   }
@@ -424,6 +523,10 @@ async function ensureInitramfs(kernel, modules, busybox) {
 // Booting the bzImage makes the guest decompress the kernel under TCG on every
 // boot (~4 s of a ~7 s boot for Debian's xz kernel). Instead unpack the payload
 // once to its ELF vmlinux, which QEMU boots through the PVH entry point.
+/**
+ * @param {Kernel} kernel
+ * @returns {Promise<CacheFile | null>} null if the kernel cannot be unpacked or has no PVH entry
+ */
 async function ensurePvhKernel(kernel) {
   const st = fs.statSync(kernel.path);
   const key = createHash('sha256')
@@ -439,6 +542,11 @@ async function ensurePvhKernel(kernel) {
   return { path: file, cached: false };
 }
 
+/**
+ * The ELF vmlinux inside a bzImage, or null.
+ * @param {Buffer} b
+ * @returns {Buffer | null}
+ */
 function unpackBzImage(b) {
   if (b.readUInt16LE(0x206) < 0x208) return null; // no payload fields before boot protocol 2.08
   const start = ((b[0x1f1] || 4) + 1) * 512 + b.readUInt32LE(0x248);
@@ -451,8 +559,8 @@ function unpackBzImage(b) {
   try {
     if (payload[0] === 0x1f && payload[1] === 0x8b) elf = zlib.gunzipSync(payload);
     else if (payload.readUInt32BE(0) === 0xfd377a58) elf = unxz(payload, size);
-    else if (payload.readUInt32LE(0) === 0xfd2fb528 && typeof zlib.zstdDecompressSync === 'function') {
-      elf = zlib.zstdDecompressSync(payload);
+    else if (payload.readUInt32LE(0) === 0xfd2fb528 && typeof zlibZstd.zstdDecompressSync === 'function') {
+      elf = zlibZstd.zstdDecompressSync(payload);
     }
   } catch {
     return null;
@@ -462,12 +570,20 @@ function unpackBzImage(b) {
 
 // xz-utils (installed with the sandbox's packages); without it the bzImage
 // boots as is, only slower.
+/**
+ * @param {Buffer} payload
+ * @param {number} size the unpacked size
+ * @returns {Buffer | null}
+ */
 function unxz(payload, size) {
   const r = spawnSync('xz', ['-dc'], { input: payload, maxBuffer: size + 1 });
   return r.status === 0 ? r.stdout : null;
 }
 
-/** Does this ELF64 carry the Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)? */
+/**
+ * Does this ELF64 carry the Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)?
+ * @param {Buffer} elf
+ */
 function hasPvhNote(elf) {
   const phoff = Number(elf.readBigUInt64LE(0x20));
   const phentsize = elf.readUInt16LE(0x36);
@@ -488,6 +604,10 @@ function hasPvhNote(elf) {
   return false;
 }
 
+/**
+ * @param {string} file
+ * @param {Buffer} data
+ */
 async function atomicWrite(file, data) {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -505,9 +625,16 @@ async function atomicWrite(file, data) {
 
 /** Writer for the cpio "newc" format that the kernel unpacks as an initramfs. */
 class CpioWriter {
+  /** @type {Buffer[]} */
   #parts = [];
   #ino = 1;
 
+  /**
+   * @param {string} name
+   * @param {number} mode file type and permissions
+   * @param {Buffer} [data]
+   * @param {[number, number]} [rdev] device major, minor
+   */
   #entry(name, mode, data = Buffer.alloc(0), rdev = [0, 0]) {
     const nameBuf = Buffer.from(`${name}\0`);
     const fields = [
@@ -518,8 +645,18 @@ class CpioWriter {
     this.#parts.push(header, nameBuf, pad4(header.length + nameBuf.length), data, pad4(data.length));
   }
 
+  /** @param {string} name */
   dir(name, perm = 0o755) { this.#entry(name, 0o040000 | perm); }
+  /**
+   * @param {string} name
+   * @param {Buffer} data
+   */
   file(name, data, perm = 0o644) { this.#entry(name, 0o100000 | perm, data); }
+  /**
+   * @param {string} name
+   * @param {number} major
+   * @param {number} minor
+   */
   chardev(name, major, minor, perm = 0o600) { this.#entry(name, 0o020000 | perm, undefined, [major, minor]); }
 
   finish() {
@@ -528,6 +665,7 @@ class CpioWriter {
   }
 }
 
+/** @param {number} n */
 function pad4(n) {
   return Buffer.alloc((4 - (n % 4)) % 4);
 }
@@ -537,7 +675,9 @@ function pad4(n) {
 // share (/ctl): 9p writes are synchronous, whereas console bytes still queued
 // in the emulated UART are lost when the guest resets. It ends with `reboot -f`,
 // which QEMU (-no-reboot) turns into an exit whether or not ACPI works.
+/** @param {KernelModule[]} modules */
 function initScript(modules) {
+  /** @param {ModuleGroup} g */
   const names = (g) => modules.filter((m) => m.group === g).map((m) => m.name).join(' ');
   return `#!/bin/busybox sh
 # PID 1 of the node-kvm sandbox, generated by sandbox/sandbox.mjs.
@@ -631,10 +771,16 @@ finish
 
 // ------------------------------------------------------------ running
 
+/** @param {string} s */
 function shq(s) {
   return `'${String(s).replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * @param {string} ctl the control dir
+ * @param {ResolvedOptions} o
+ * @param {Busybox} busybox
+ */
 async function writeControlFiles(ctl, o, busybox) {
   const config = [
     `CWD=${shq(o.cwd)}`,
@@ -653,6 +799,13 @@ async function writeControlFiles(ctl, o, busybox) {
   await fsp.writeFile(path.join(ctl, 'output'), '');
 }
 
+/**
+ * @param {ResolvedOptions} o
+ * @param {BootKernel} kernel
+ * @param {string} initrd
+ * @param {string} ctl the control dir
+ * @returns {string[]}
+ */
 function qemuArgs(o, kernel, initrd, ctl) {
   const append = [
     'console=ttyS0',
@@ -662,6 +815,11 @@ function qemuArgs(o, kernel, initrd, ctl) {
     'pci=noacpi',
     ...(process.env.NODE_KVM_SANDBOX_APPEND ?? '').split(/\s+/).filter(Boolean),
   ];
+  /**
+   * @param {string} id
+   * @param {string} p host path
+   * @param {string} tag
+   */
   const share = (id, p, tag, extra = '') => [
     '-fsdev', `local,id=${id},path=${p},security_model=none${extra}`,
     '-device', `virtio-9p-pci,fsdev=${id},mount_tag=${tag}`,
@@ -692,24 +850,32 @@ function qemuArgs(o, kernel, initrd, ctl) {
 // files. Synchronous tasks, run newest first (QEMU dies before its control
 // dir goes). Listeners exist only while there are tasks, so a process that
 // is not running a sandbox keeps Node's defaults.
+/** @type {Set<() => void>} */
 const exitTasks = new Set();
 const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+/** @typedef {keyof typeof SIGNALS} HandledSignal */
+const SIGNAL_NAMES = /** @type {HandledSignal[]} */ (Object.keys(SIGNALS));
 
-/** Runs `task` if the process ends before the returned function is called. */
+/**
+ * Runs `task` if the process ends before the returned function is called.
+ * @param {() => void} task
+ * @returns {() => void}
+ */
 function atExit(task) {
   if (exitTasks.size === 0) {
     // 'exit' covers normal ends, process.exit() and uncaught exceptions.
     process.on('exit', runExitTasks);
-    for (const sig of Object.keys(SIGNALS)) process.on(sig, onSignal);
+    for (const sig of SIGNAL_NAMES) process.on(sig, onSignal);
   }
   exitTasks.add(task);
   return () => forgetTask(task);
 }
 
+/** @param {() => void} task */
 function forgetTask(task) {
   if (!exitTasks.delete(task) || exitTasks.size > 0) return;
   process.removeListener('exit', runExitTasks);
-  for (const sig of Object.keys(SIGNALS)) process.removeListener(sig, onSignal);
+  for (const sig of SIGNAL_NAMES) process.removeListener(sig, onSignal);
 }
 
 function runExitTasks() {
@@ -725,6 +891,7 @@ function runExitTasks() {
 // clean up and then die of the signal as Node would have (forgetTask removed
 // the listeners, so the default action is back). If the program has its own
 // listener (the CLI has), the signal is its business; 'exit' still cleans up.
+/** @param {HandledSignal} sig */
 function onSignal(sig) {
   if (process.listenerCount(sig) > 1) return;
   runExitTasks();
@@ -734,6 +901,7 @@ function onSignal(sig) {
 }
 
 // True when no process has this pid (in our pid namespace).
+/** @param {number} pid */
 function pidIsDead(pid) {
   return pid > 0 && !fs.existsSync(`/proc/${pid}`);
 }
@@ -746,7 +914,12 @@ function pidIsDead(pid) {
  * are not touched.
  */
 function sweepStale() {
+  /**
+   * @param {string} dir
+   * @param {RegExp} re matches the names to sweep, group 1 = the pid
+   */
   const sweep = (dir, re) => {
+    /** @type {string[]} */
     let names = [];
     try {
       names = fs.readdirSync(dir);
@@ -763,14 +936,26 @@ function sweepStale() {
   sweep(cacheDir(), /\.(\d+)\.[0-9a-f]{8}\.tmp$/);
 }
 
+/**
+ * Boots the VM and waits for it to stop.
+ * @param {ResolvedOptions} o
+ * @param {BootKernel} kernel
+ * @param {string} initrd
+ * @param {string} ctl the control dir, with the files of writeControlFiles()
+ * @returns {Promise<QemuRun>}
+ */
 function runQemu(o, kernel, initrd, ctl) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
+    /** @type {number | null} */
     let bootMs = null;
+    /** @type {unknown} what made us kill QEMU */
     let failure = null;
     let settled = false;
+    /** @type {string[]} */
     const consoleLines = [];
     let consolePartial = '';
+    /** @type {string[]} */
     const stderrLines = [];
     let stderrPartial = '';
 
@@ -781,6 +966,7 @@ function runQemu(o, kernel, initrd, ctl) {
     // QEMU would outlive this process, since nothing else kills it.
     const forgetChild = atExit(killChild);
 
+    /** @param {unknown} err */
     const fail = (err) => {
       failure ??= err;
       killChild();
@@ -807,10 +993,10 @@ function runQemu(o, kernel, initrd, ctl) {
     o.signal?.addEventListener('abort', onAbort, { once: true });
 
     const consoleDecoder = new StringDecoder('utf8');
-    child.stdout.on('data', (buf) => {
+    child.stdout.on('data', (/** @type {Buffer} */ buf) => {
       const text = consolePartial + consoleDecoder.write(buf);
       const lines = text.split('\n');
-      consolePartial = lines.pop();
+      consolePartial = lines.pop() ?? '';
       for (const raw of lines) {
         const line = raw.replace(/\r/g, '');
         if (line.includes(`${MARK}READY`) && bootMs === null) bootMs = Date.now() - started;
@@ -821,9 +1007,9 @@ function runQemu(o, kernel, initrd, ctl) {
       }
     });
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (text) => {
+    child.stderr.on('data', (/** @type {string} */ text) => {
       const lines = (stderrPartial + text).split('\n');
-      stderrPartial = lines.pop();
+      stderrPartial = lines.pop() ?? '';
       for (const line of lines) {
         // EPYC lists features TCG cannot emulate; QEMU warns about each one.
         if (!line || line.includes("TCG doesn't support requested feature")) continue;
@@ -847,6 +1033,7 @@ function runQemu(o, kernel, initrd, ctl) {
         if (s) emit(s);
       }
     };
+    /** @param {string} s */
     const emit = (s) => {
       try {
         o.onOutput(s);
@@ -856,6 +1043,10 @@ function runQemu(o, kernel, initrd, ctl) {
     };
     const pumpTimer = setInterval(pump, 100);
 
+    /**
+     * @param {unknown} err
+     * @param {QemuRun} [value] the result, if not `err`
+     */
     const finish = (err, value) => {
       if (settled) return;
       settled = true;
@@ -871,10 +1062,10 @@ function runQemu(o, kernel, initrd, ctl) {
       } catch { /* ignore */ }
       fs.closeSync(outFd);
       if (err) reject(err);
-      else resolve(value);
+      else resolve(/** @type {QemuRun} */ (value));
     };
 
-    child.on('error', (e) => {
+    child.on('error', (/** @type {NodeJS.ErrnoException} */ e) => {
       if (e.code === 'ENOENT') {
         finish(new Error(`sandbox: ${QEMU} not found on PATH; install the Debian package ${PKG_QEMU}`));
       } else {
@@ -885,6 +1076,10 @@ function runQemu(o, kernel, initrd, ctl) {
     child.on('close', (code, sig) => {
       if (settled) return;
       if (failure) return finish(failure);
+      /**
+       * @param {string} f
+       * @returns {string | null} the control file's text, null if missing
+       */
       const read = (f) => {
         try {
           return fs.readFileSync(path.join(ctl, f), 'utf8');
@@ -911,12 +1106,17 @@ function runQemu(o, kernel, initrd, ctl) {
         exitCode: Number(exitText.trim()),
         guest: parseGuestInfo(read('info') ?? ''),
         bootMs,
-        runMs: Date.now() - started - bootMs,
+        runMs: Date.now() - started - (bootMs ?? 0),
       });
     });
   });
 }
 
+/**
+ * A module parameter's text as a number: Y/N as 1/0, integers as such.
+ * @param {string | undefined} v
+ * @returns {number | string | null} null if missing, the text if neither
+ */
 function flag(v) {
   if (v === undefined) return null;
   if (v === 'Y' || v === 'y') return 1;
@@ -924,9 +1124,16 @@ function flag(v) {
   return /^-?\d+$/.test(v) ? Number(v) : v;
 }
 
+/**
+ * @param {string} text ctl/info: key=value lines
+ * @returns {GuestInfo}
+ */
 function parseGuestInfo(text) {
+  /** @type {Record<string, string>} */
   const kv = {};
+  /** @type {Record<string, Record<string, string>>} */
   const moduleParams = {};
+  /** @type {string[]} */
   const loaded = [];
   for (const line of text.split('\n')) {
     const i = line.indexOf('=');
@@ -935,14 +1142,26 @@ function parseGuestInfo(text) {
     const v = line.slice(i + 1);
     if (k === 'module') loaded.push(v);
     else if (k.startsWith('param.')) {
-      const [, mod, p] = k.split('.');
+      // The init script writes param.<module>.<parameter>.
+      const [, mod, p] = /** @type {[string, string, string]} */ (k.split('.'));
       (moduleParams[mod] ??= {})[p] = v;
     } else kv[k] = v;
   }
   return {
     kernelRelease: kv.kernelRelease ?? null,
-    vendorModule: loaded.find((m) => m === 'kvm_amd' || m === 'kvm_intel') ?? null,
+    vendorModule: loaded.find(
+      /**
+       * @param {string} m
+       * @returns {m is 'kvm_amd' | 'kvm_intel'}
+       */
+      (m) => m === 'kvm_amd' || m === 'kvm_intel') ?? null,
     moduleParams,
     uptimeMs: kv.uptime ? Math.round(Number(kv.uptime) * 1000) : null,
   };
 }
+
+// Importers (cli.mjs, the tests, TypeScript users) get the types declared in
+// sandbox.d.mts, not this file's JSDoc: this makes `tsc -p sandbox/tsconfig.json`
+// fail when the functions exported here do not match those declared there.
+// (An export added here must be added to both.)
+void (/** @satisfies {typeof import('./sandbox.mjs')} */ ({ runInSandbox, parseDuration, parseParamString }));

@@ -4,19 +4,25 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-// @ts-expect-error: plain ESM module without types
-import { parseDuration, parseParamString, runInSandbox } from '../../../sandbox/sandbox.mjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+// The sandbox is an ES module, which TypeScript does not let this file (to it
+// CommonJS) import statically; import() gives it the types of sandbox.d.mts.
+type Sandbox = typeof import('../../../sandbox/sandbox.mjs', { with: { 'resolution-mode': 'import' } });
+let sandbox: Sandbox;
+beforeAll(async () => {
+  sandbox = await import('../../../sandbox/sandbox.mjs');
+});
 
 describe('sandbox runner', () => {
   it('fails fast with a clear error for a kernel that does not exist', async () => {
     const t0 = Date.now();
-    await expect(runInSandbox({ command: ['true'], kernel: '/nonexistent/vmlinuz' })).rejects.toThrow(/nonexistent\/vmlinuz/);
+    await expect(sandbox.runInSandbox({ command: ['true'], kernel: '/nonexistent/vmlinuz' })).rejects.toThrow(/nonexistent\/vmlinuz/);
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
   it('gives up on a boot that takes too long, with the console tail, instead of hanging', async () => {
-    const err = (await runInSandbox({ command: ['true'], bootTimeoutMs: 300, onOutput: () => {} }).catch(
+    const err = (await sandbox.runInSandbox({ command: ['true'], bootTimeoutMs: 300, onOutput: () => {} }).catch(
       (e: unknown) => e,
     )) as Error;
     expect(err).toBeInstanceOf(Error);
@@ -24,11 +30,11 @@ describe('sandbox runner', () => {
   });
 
   it('parses module parameters and durations as the environment gives them', () => {
-    expect(parseParamString('kvm.tdp_mmu=0 kvm_amd.npt=0')).toEqual({ kvm: { tdp_mmu: '0' }, kvm_amd: { npt: '0' } });
-    expect(() => parseParamString('npt=0')).toThrow(/module/);
-    expect(parseDuration('90s', 'timeout')).toBe(90_000);
-    expect(parseDuration('2m', 'timeout')).toBe(120_000);
-    expect(parseDuration('1500', 'timeout')).toBe(1500);
+    expect(sandbox.parseParamString('kvm.tdp_mmu=0 kvm_amd.npt=0')).toEqual({ kvm: { tdp_mmu: '0' }, kvm_amd: { npt: '0' } });
+    expect(() => sandbox.parseParamString('npt=0')).toThrow(/module/);
+    expect(sandbox.parseDuration('90s', 'timeout')).toBe(90_000);
+    expect(sandbox.parseDuration('2m', 'timeout')).toBe(120_000);
+    expect(sandbox.parseDuration('1500', 'timeout')).toBe(1500);
   });
 
   it('removes its control dir after a failed boot, and sweeps those of runners that died', async () => {
@@ -42,7 +48,7 @@ describe('sandbox runner', () => {
     const watch = setInterval(() => readdirSync(tmp).forEach((n) => seen.add(n)), 10);
     try {
       process.env.TMPDIR = tmp;
-      await expect(runInSandbox({ command: ['true'], bootTimeoutMs: 300, onOutput: () => {} })).rejects.toThrow(/could not boot/);
+      await expect(sandbox.runInSandbox({ command: ['true'], bootTimeoutMs: 300, onOutput: () => {} })).rejects.toThrow(/could not boot/);
       clearInterval(watch);
       // It did make one, named with its pid, and removed it.
       expect([...seen].filter((n) => n.startsWith(`node-kvm-sandbox-${process.pid}-`))).toHaveLength(1);
