@@ -11,6 +11,7 @@
         "native/kick.cc",
         "native/kvm.cc",
         "native/memory.cc",
+        "native/state.cc",
         "native/vm.cc",
         "native/vcpu.cc",
         "native/vcpu_core.cc"

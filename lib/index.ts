@@ -31,6 +31,8 @@ export { GuestError, guestError, disassemble } from './guest/report';
 export { runUntilHalt, runUntilHaltAsync, handleExit, type RunHandlers, type AsyncRunHandlers, type ExitAction } from './guest/run';
 export { realModeGuest, GUEST_CODE, type TinyGuest, type TinyGuestOptions } from './guest/fixture';
 export { DirtyLog } from './core/dirty';
+export { MP_STATES, type Fpu, type DebugRegs, type Xcrs, type MpState, type VcpuEvents, type VcpuEventsInput } from './core/state';
+export type { MsrEntry } from './core/binding';
 export { KvmStats, type StatDescriptor, type StatType, type StatUnit } from './core/stats';
 export { hvaToHpa, resolveGpa, type AddressChain, type HostPage } from './inspect/address';
 export { eptIndex, predictTree, tables, leaves, newMmuPage, childAt, indexIn, type EptIndex, type MmuPage, type SptLeaf, type SptLink } from './inspect/ept';

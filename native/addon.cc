@@ -17,6 +17,7 @@
 #include "kick.h"
 #include "kvm.h"
 #include "memory.h"
+#include "state.h"
 #include "vcpu.h"
 #include "vm.h"
 
@@ -115,6 +116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }, "kickVcpu"));
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
   exports.Set("runLayout", RunLayout(env));
+  exports.Set("stateLayouts", StateLayouts(env));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -25,6 +25,8 @@ Napi::Function Kvm::Define(Napi::Env env) {
                          InstanceMethod<&Kvm::VcpuMmapSize>("vcpuMmapSize"),
                          InstanceMethod<&Kvm::CreateVm>("createVm"),
                          InstanceMethod<&Kvm::GetSupportedCpuid>("getSupportedCpuid"),
+                         InstanceMethod<&Kvm::GetMsrIndexList>("getMsrIndexList"),
+                         InstanceMethod<&Kvm::GetMsrs>("getMsrs"),
                          InstanceMethod<&Kvm::Close>("close"),
                          InstanceAccessor<&Kvm::GetFd>("fd"),
                      });
@@ -87,6 +89,43 @@ Napi::Value Kvm::GetSupportedCpuid(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(env, count);
   for (uint32_t i = 0; i < count; i++) out.Set(i, CpuidEntryToJs(env, cpuid.entries()[i]));
   return out;
+}
+
+// getMsrIndexList(features): KVM_GET_MSR_INDEX_LIST (the MSRs a vCPU
+// saves) or KVM_GET_MSR_FEATURE_INDEX_LIST (the feature MSRs /dev/kvm
+// reports), growing the buffer while the kernel says E2BIG.
+Napi::Value Kvm::GetMsrIndexList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool features = ReadBool(info[0], "features");
+  const char* name = features ? "KVM_GET_MSR_FEATURE_INDEX_LIST" : "KVM_GET_MSR_INDEX_LIST";
+  int fd = Fd(name);
+  MsrListBuffer list;
+  for (uint32_t n = 256;; n *= 2) {
+    list.Reserve(n);
+    list.header()->nmsrs = n;
+    if (IoctlRetry(fd, features ? KVM_GET_MSR_FEATURE_INDEX_LIST_ : KVM_GET_MSR_INDEX_LIST_, list.arg()) == 0) break;
+    if (errno != E2BIG || n >= 65536) throw SysError(env, errno, name);
+  }
+  uint32_t count = list.header()->nmsrs;
+  Napi::Array out = Napi::Array::New(env, count);
+  for (uint32_t i = 0; i < count; i++) out.Set(i, Napi::Number::New(env, list.entries()[i]));
+  return out;
+}
+
+// getMsrs(indices): KVM_GET_MSRS on /dev/kvm, the feature MSRs.
+Napi::Value Kvm::GetMsrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array indices = ReadArray(info[0], "indices", 4096);
+  int fd = Fd("KVM_GET_MSRS");
+  MsrsBuffer msrs;
+  uint32_t n = indices.Length();
+  msrs.Reserve(n);
+  msrs.header()->nmsrs = n;
+  for (uint32_t i = 0; i < n; i++) {
+    msrs.entries()[i] = kvm_msr_entry{ReadU32(indices.Get(i), "indices[" + std::to_string(i) + "]"), 0, 0};
+  }
+  int got = CheckedIoctl(env, fd, Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs.arg());
+  return MsrEntriesToJs(env, msrs.entries(), static_cast<uint32_t>(got));
 }
 
 Napi::Value Kvm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }

@@ -19,6 +19,8 @@ class Kvm : public Napi::ObjectWrap<Kvm> {
   Napi::Value VcpuMmapSize(const Napi::CallbackInfo& info);
   Napi::Value CreateVm(const Napi::CallbackInfo& info);
   Napi::Value GetSupportedCpuid(const Napi::CallbackInfo& info);
+  Napi::Value GetMsrIndexList(const Napi::CallbackInfo& info);
+  Napi::Value GetMsrs(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 

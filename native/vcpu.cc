@@ -2,8 +2,11 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/addon.h"
 #include "base/args.h"
@@ -13,6 +16,7 @@
 #include "base/ioctl.h"
 #include "base/tags.h"
 #include "kick.h"
+#include "state.h"
 #include "vm.h"
 
 namespace nodekvm {
@@ -55,6 +59,19 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceAccessor<&Vcpu::GetFd>("fd"),
                          InstanceAccessor<&Vcpu::GetRunning>("running"),
                          InstanceAccessor<&Vcpu::GetKickHandle>("kickHandle"),
+                         InstanceMethod<&Vcpu::GetState>("getState"),
+                         InstanceMethod<&Vcpu::SetState>("setState"),
+                         InstanceMethod<&Vcpu::GetNestedState>("getNestedState"),
+                         InstanceMethod<&Vcpu::SetNestedState>("setNestedState"),
+                         InstanceMethod<&Vcpu::GetMsrs>("getMsrs"),
+                         InstanceMethod<&Vcpu::SetMsrs>("setMsrs"),
+                         InstanceMethod<&Vcpu::GetCpuid>("getCpuid"),
+                         InstanceMethod<&Vcpu::GetTscKhz>("getTscKhz"),
+                         InstanceMethod<&Vcpu::SetTscKhz>("setTscKhz"),
+                         InstanceMethod<&Vcpu::Interrupt>("interrupt"),
+                         InstanceMethod<&Vcpu::Nmi>("nmi"),
+                         InstanceMethod<&Vcpu::Smi>("smi"),
+                         InstanceMethod<&Vcpu::EnableCap>("enableCap"),
                      });
 }
 
@@ -225,5 +242,182 @@ Napi::Value Vcpu::GetKickHandle(const Napi::CallbackInfo& info) {
 }
 
 void Vcpu::Close(const Napi::CallbackInfo&) { core_->Shutdown(); }
+
+// ---- state: the kernel's fixed-size structs as bytes ----
+
+// KVM_CAP_XSAVE2 gives the size of the whole XSAVE area when it outgrows
+// struct kvm_xsave (AMX); KVM_GET_XSAVE2 then fills that many bytes.
+size_t Vcpu::XsaveSize() {
+  int n = IoctlRetry(vm_->fd(), KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+  return n > static_cast<int>(sizeof(XsaveArea)) ? static_cast<size_t>(n) : sizeof(XsaveArea);
+}
+
+// getState(kind): a copy of the struct KVM_GET_<kind> fills.
+Napi::Value Vcpu::GetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
+  int fd = Fd(kind.getName);
+  size_t size = kind.size;
+  Ioctl op{kind.get, kind.getName};
+  if (std::strcmp(kind.name, "xsave") == 0 && XsaveSize() > size) {
+    size = XsaveSize();
+    op = Ioctl{KVM_GET_XSAVE2_, "KVM_GET_XSAVE2"};
+  }
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, size);
+  CheckedIoctl(env, fd, op, out.Data());
+  return out;
+}
+
+// setState(kind, bytes): KVM_SET_<kind> from bytes of exactly its size.
+void Vcpu::SetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
+  Napi::Uint8Array bytes = ReadBytes(info[1], "bytes");
+  int fd = Fd(kind.setName);
+  size_t size = std::strcmp(kind.name, "xsave") == 0 ? XsaveSize() : kind.size;
+  if (bytes.ByteLength() != size) {
+    throw OutOfRangeError(env, "bytes.byteLength", std::to_string(size) + " (the size of the " + kind.name + " struct)");
+  }
+  // A copy: the kernel reads the struct while JS could change the view.
+  std::vector<uint8_t> copy(bytes.Data(), bytes.Data() + size);
+  CheckedIoctl(env, fd, Ioctl{kind.set, kind.setName}, copy.data());
+}
+
+// getNestedState(): KVM_GET_NESTED_STATE, or null where the KVM has none.
+Napi::Value Vcpu::GetNestedState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_GET_NESTED_STATE");
+  int max = IoctlRetry(vm_->fd(), KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
+  if (max <= 0) return env.Null();
+  std::vector<uint8_t> buf(static_cast<size_t>(max));
+  auto* header = reinterpret_cast<kvm_nested_state*>(buf.data());
+  header->size = static_cast<__u32>(max);
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_NESTED_STATE), buf.data());
+  size_t used = std::min<size_t>(header->size, buf.size());
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, used);
+  std::memcpy(out.Data(), buf.data(), used);
+  return out;
+}
+
+void Vcpu::SetNestedState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array bytes = ReadBytes(info[0], "bytes");
+  int fd = Fd("KVM_SET_NESTED_STATE");
+  if (bytes.ByteLength() < sizeof(kvm_nested_state)) {
+    throw OutOfRangeError(env, "bytes.byteLength", ">= " + std::to_string(sizeof(kvm_nested_state)));
+  }
+  std::vector<uint8_t> copy(bytes.Data(), bytes.Data() + bytes.ByteLength());
+  auto* header = reinterpret_cast<kvm_nested_state*>(copy.data());
+  if (header->size > copy.size()) {
+    throw ArgValueError(env, "bytes", "holds a nested state whose size field is larger than the bytes given");
+  }
+  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_NESTED_STATE), copy.data());
+}
+
+// getMsrs(indices): KVM_GET_MSRS; the kernel stops at the first MSR it
+// cannot read, so the result may be shorter than the list.
+Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array indices = ReadArray(info[0], "indices", 4096);
+  int fd = Fd("KVM_GET_MSRS");
+  uint32_t n = indices.Length();
+  msrs_.Reserve(n);
+  msrs_.header()->nmsrs = n;
+  for (uint32_t i = 0; i < n; i++) {
+    msrs_.entries()[i] = kvm_msr_entry{ReadU32(indices.Get(i), "indices[" + std::to_string(i) + "]"), 0, 0};
+  }
+  int got = CheckedIoctl(env, fd, Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs_.arg());
+  return MsrEntriesToJs(env, msrs_.entries(), static_cast<uint32_t>(got));
+}
+
+// setMsrs(entries): KVM_SET_MSRS; returns how many were set (it stops at
+// the first the kernel refuses).
+Napi::Value Vcpu::SetMsrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array entries = ReadArray(info[0], "entries", 4096);
+  int fd = Fd("KVM_SET_MSRS");
+  uint32_t n = entries.Length();
+  msrs_.Reserve(n);
+  msrs_.header()->nmsrs = n;
+  for (uint32_t i = 0; i < n; i++) {
+    MsrEntryFromJs(ReadObject(entries.Get(i), "entries[" + std::to_string(i) + "]"), msrs_.entries()[i], i);
+  }
+  return Napi::Number::New(env, CheckedIoctl(env, fd, Ioctl{KVM_SET_MSRS_, "KVM_SET_MSRS"}, msrs_.arg()));
+}
+
+// getCpuid(): KVM_GET_CPUID2, sized by the kernel's own count.
+Napi::Value Vcpu::GetCpuid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_GET_CPUID2");
+  // Newer kernels write the count back on success; 6.1 writes it back
+  // never (it fails with E2BIG while nent is smaller than the count). Grow
+  // until the call succeeds; if the count did not come back, the smallest
+  // nent that succeeds is the count.
+  auto fits = [&](uint32_t n) {
+    cpuid_.Reserve(n);
+    cpuid_.header()->nent = n;
+    if (IoctlRetry(fd, KVM_GET_CPUID2_, cpuid_.arg()) == 0) return true;
+    if (errno != E2BIG) throw SysError(env, errno, "KVM_GET_CPUID2");
+    return false;
+  };
+  uint32_t hi = 64;
+  while (!fits(hi)) {
+    if (hi >= 4096) throw SysError(env, E2BIG, "KVM_GET_CPUID2", "more than 4096 entries");
+    hi *= 2;
+  }
+  uint32_t count = cpuid_.header()->nent;
+  if (count == hi) {
+    uint32_t lo = 0;  // fits(lo) is false or lo == 0
+    while (lo < hi) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      if (fits(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    count = hi;
+    fits(count);  // leave the entries of the last, exact call in the buffer
+  }
+  Napi::Array out = Napi::Array::New(env, count);
+  for (uint32_t i = 0; i < count; i++) out.Set(i, CpuidEntryToJs(env, cpuid_.entries()[i]));
+  return out;
+}
+
+Napi::Value Vcpu::GetTscKhz(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_TSC_KHZ"), NODEKVM_IOCTL(KVM_GET_TSC_KHZ)));
+}
+
+void Vcpu::SetTscKhz(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t khz = ReadU32(info[0], "khz");
+  CheckedIoctl(env, Fd("KVM_SET_TSC_KHZ"), NODEKVM_IOCTL(KVM_SET_TSC_KHZ), khz);
+}
+
+// interrupt(irq): KVM_INTERRUPT, for a VM without the in-kernel irqchip.
+void Vcpu::Interrupt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_interrupt irq{static_cast<__u32>(ReadInt(info[0], "irq", 0, 255))};
+  CheckedIoctl(env, Fd("KVM_INTERRUPT"), NODEKVM_IOCTL(KVM_INTERRUPT), &irq);
+}
+
+void Vcpu::Nmi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckedIoctl(env, Fd("KVM_NMI"), NODEKVM_IOCTL(KVM_NMI));
+}
+
+void Vcpu::Smi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckedIoctl(env, Fd("KVM_SMI"), NODEKVM_IOCTL(KVM_SMI));
+}
+
+// enableCap(cap, args[]): KVM_ENABLE_CAP on the vCPU.
+Napi::Value Vcpu::EnableCap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_enable_cap cap{};
+  cap.cap = ReadU32(info[0], "cap");
+  Napi::Array args = ReadArray(info[1], "args", 4);
+  for (uint32_t i = 0; i < args.Length(); i++) cap.args[i] = ReadU64(args.Get(i), "args[" + std::to_string(i) + "]");
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_ENABLE_CAP"), NODEKVM_IOCTL(KVM_ENABLE_CAP), &cap,
+                                             "capability " + std::to_string(cap.cap)));
+}
 
 }  // namespace nodekvm

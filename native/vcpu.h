@@ -38,13 +38,28 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value GetRunning(const Napi::CallbackInfo& info);
   Napi::Value GetKickHandle(const Napi::CallbackInfo& info);
+  Napi::Value GetState(const Napi::CallbackInfo& info);
+  void SetState(const Napi::CallbackInfo& info);
+  Napi::Value GetNestedState(const Napi::CallbackInfo& info);
+  void SetNestedState(const Napi::CallbackInfo& info);
+  Napi::Value GetMsrs(const Napi::CallbackInfo& info);
+  Napi::Value SetMsrs(const Napi::CallbackInfo& info);
+  Napi::Value GetCpuid(const Napi::CallbackInfo& info);
+  Napi::Value GetTscKhz(const Napi::CallbackInfo& info);
+  void SetTscKhz(const Napi::CallbackInfo& info);
+  void Interrupt(const Napi::CallbackInfo& info);
+  void Nmi(const Napi::CallbackInfo& info);
+  void Smi(const Napi::CallbackInfo& info);
+  Napi::Value EnableCap(const Napi::CallbackInfo& info);
+  size_t XsaveSize();
   void Close(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VcpuCore> core_;
   Vm* vm_ = nullptr;
   Napi::ObjectReference vmRef_;  // the VM must outlive its vCPU's wrapper
   uint32_t id_ = 0;
-  CpuidBuffer cpuid_;  // reused by setCpuid()
+  CpuidBuffer cpuid_;  // reused by setCpuid() and getCpuid()
+  MsrsBuffer msrs_;    // reused by getMsrs() and setMsrs()
 };
 
 }  // namespace nodekvm

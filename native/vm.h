@@ -24,6 +24,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   // Before every KVM_RUN: throws (and removes the slot) if a caller-owned
   // buffer behind a slot was detached or moved.
   void ValidateSlots(Napi::Env env);
+  // The VM fd (-1 once closed), for vCPU ioctls that ask VM-wide caps.
+  int fd() const { return fd_.get(); }
 
  private:
   struct Slot {

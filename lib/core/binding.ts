@@ -10,6 +10,8 @@ export interface NativeKvm {
   vcpuMmapSize(): number;
   createVm(type: number): NativeVm;
   getSupportedCpuid(): import('./cpuid').CpuidEntry[];
+  getMsrIndexList(features: boolean): number[];
+  getMsrs(indices: number[]): MsrEntry[];
   close(): void;
 }
 
@@ -37,6 +39,15 @@ export interface NativeVm {
   close(): void;
 }
 
+/** @internal The vCPU state structs the addon reads and writes as bytes. */
+export type StateKind = 'regs' | 'sregs' | 'fpu' | 'lapic' | 'xsave' | 'xcrs' | 'debugregs' | 'mpState' | 'events';
+
+/** A model-specific register: its index and 64-bit value. */
+export interface MsrEntry {
+  index: number;
+  value: bigint;
+}
+
 /** @internal A slot as the addon records it. */
 export interface NativeSlot {
   id: number;
@@ -54,6 +65,19 @@ export interface NativeVcpu {
   readonly id: number;
   readonly running: boolean;
   readonly kickHandle: bigint;
+  getState(kind: StateKind): Uint8Array;
+  setState(kind: StateKind, bytes: Uint8Array): void;
+  getNestedState(): Uint8Array | null;
+  setNestedState(bytes: Uint8Array): void;
+  getMsrs(indices: number[]): MsrEntry[];
+  setMsrs(entries: MsrEntry[]): number;
+  getCpuid(): import('./cpuid').CpuidEntry[];
+  getTscKhz(): number;
+  setTscKhz(khz: number): void;
+  interrupt(irq: number): void;
+  nmi(): void;
+  smi(): void;
+  enableCap(cap: number, args: bigint[]): number;
   readonly runBuffer: ArrayBuffer;
   run(timeoutMs?: number): number;
   runAsync(): Promise<number>;
@@ -94,6 +118,7 @@ export interface Binding {
   kickSignal(): number;
   kickVcpu(handle: bigint): boolean;
   runLayout: Record<string, number>;
+  stateLayouts: Record<string, Record<string, number>>;
   constants: Record<string, number>;
 }
 

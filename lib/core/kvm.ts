@@ -1,10 +1,10 @@
 import { constants as osConstants } from 'node:os';
 import { KvmError } from './errors';
-import { binding, type NativeKvm } from './binding';
+import { binding, type MsrEntry, type NativeKvm } from './binding';
 import { KVM_API_VERSION, Cap } from './constants';
 import type { CpuidEntry } from './cpuid';
 import { Vm } from './vm';
-import { own, validateOptions, validateString, validateU32, validateU64 } from './validate';
+import { own, validateArray, validateInteger, validateOptions, validateString, validateU32, validateU64 } from './validate';
 
 /** Options for {@link Kvm.createVm}. */
 export interface CreateVmOptions {
@@ -104,6 +104,21 @@ export class Kvm {
   getSupportedCpuid(): readonly Readonly<CpuidEntry>[] {
     this.#cpuid ??= Object.freeze(this.native.getSupportedCpuid().map((e) => Object.freeze(e)));
     return this.#cpuid;
+  }
+
+  /** `KVM_GET_MSR_INDEX_LIST`: the MSRs a vCPU's state includes (what a snapshot saves). */
+  getMsrIndexList(): number[] {
+    return this.native.getMsrIndexList(false);
+  }
+
+  /** `KVM_GET_MSR_FEATURE_INDEX_LIST`: the feature MSRs {@link Kvm.getFeatureMsrs} can read. */
+  getMsrFeatureIndexList(): number[] {
+    return this.native.getMsrIndexList(true);
+  }
+
+  /** `KVM_GET_MSRS` on `/dev/kvm`: the values of feature MSRs (what this host's KVM can offer a guest). */
+  getFeatureMsrs(indices: readonly number[]): MsrEntry[] {
+    return this.native.getMsrs(validateArray(indices, 'indices', 4096).map((x, i) => validateInteger(x, `indices[${i}]`, 0, 0xffffffff)));
   }
 
   /** Closes the system fd; VMs already created live on. Idempotent. */

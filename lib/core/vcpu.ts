@@ -1,11 +1,12 @@
-import type { NativeVcpu } from './binding';
+import type { MsrEntry, NativeVcpu } from './binding';
+import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
 import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
 import { validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
 import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
-import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64 } from './validate';
+import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64, validateUint8Array } from './validate';
 import { binding } from './binding';
 import type { Vm } from './vm';
 
@@ -175,6 +176,156 @@ export class Vcpu {
   /** `KVM_SET_SREGS`; fields left out keep their values. */
   setSregs(sregs: SregsInput): void {
     this.native.setSregs(validateSregs(sregs));
+  }
+
+  /** `KVM_GET_CPUID2`: the CPUID entries this vCPU was given. */
+  getCpuid(): CpuidEntry[] {
+    return this.native.getCpuid();
+  }
+
+  /**
+   * `KVM_GET_MSRS`: the values of the model-specific registers `indices`.
+   * The kernel stops at the first one it cannot read, so the result holds
+   * the entries before it (compare the lengths).
+   */
+  getMsrs(indices: readonly number[]): MsrEntry[] {
+    return this.native.getMsrs(validateArray(indices, 'indices', 4096).map((x, i) => validateInteger(x, `indices[${i}]`, 0, 0xffffffff)));
+  }
+
+  /**
+   * `KVM_SET_MSRS`: returns how many entries were set; the kernel stops at
+   * the first it refuses, so fewer than given means that one failed.
+   */
+  setMsrs(entries: readonly MsrEntry[]): number {
+    const list = validateArray(entries, 'entries', 4096).map((e, i) => {
+      const o = validateObject(e, `entries[${i}]`, ['index', 'value']);
+      return { index: validateInteger(o.index, `entries[${i}].index`, 0, 0xffffffff), value: validateU64(o.value, `entries[${i}].value`) };
+    });
+    return this.native.setMsrs(list);
+  }
+
+  /** `KVM_GET_FPU`: the x87 and SSE registers. */
+  getFpu(): Fpu {
+    return decodeFpu(this.native.getState('fpu'));
+  }
+
+  /** `KVM_SET_FPU`; fields left out keep their values. */
+  setFpu(fpu: Partial<Fpu>): void {
+    const b = this.native.getState('fpu');
+    encodeFpu(b, fpu);
+    this.native.setState('fpu', b);
+  }
+
+  /** `KVM_GET_DEBUGREGS`. */
+  getDebugRegs(): DebugRegs {
+    return decodeDebugRegs(this.native.getState('debugregs'));
+  }
+
+  /** `KVM_SET_DEBUGREGS`; fields left out keep their values. */
+  setDebugRegs(regs: Partial<DebugRegs>): void {
+    const b = this.native.getState('debugregs');
+    encodeDebugRegs(b, regs);
+    this.native.setState('debugregs', b);
+  }
+
+  /** `KVM_GET_XCRS`: the extended control registers (XCR0 selects the XSAVE features). */
+  getXcrs(): Xcrs {
+    return decodeXcrs(this.native.getState('xcrs'));
+  }
+
+  /** `KVM_SET_XCRS`. */
+  setXcrs(xcrs: Xcrs): void {
+    const b = this.native.getState('xcrs');
+    encodeXcrs(b, xcrs);
+    this.native.setState('xcrs', b);
+  }
+
+  /** `KVM_GET_MP_STATE`: `'runnable'`, `'halted'`, `'uninitialized'`... (a number for states this library does not name). */
+  getMpState(): MpState | number {
+    return decodeMpState(this.native.getState('mpState'));
+  }
+
+  /** `KVM_SET_MP_STATE`. */
+  setMpState(state: MpState | number): void {
+    const b = this.native.getState('mpState');
+    encodeMpState(b, state);
+    this.native.setState('mpState', b);
+  }
+
+  /** `KVM_GET_VCPU_EVENTS`: pending and injected exceptions, interrupts, NMIs and SMIs. */
+  getVcpuEvents(): VcpuEvents {
+    return decodeEvents(this.native.getState('events'));
+  }
+
+  /**
+   * `KVM_SET_VCPU_EVENTS`; fields left out keep their values. Which parts
+   * the kernel applies is governed by `flags` (`KVM_VCPUEVENT_VALID_*`).
+   */
+  setVcpuEvents(events: VcpuEventsInput): void {
+    const b = this.native.getState('events');
+    encodeEvents(b, events);
+    this.native.setState('events', b);
+  }
+
+  /** `KVM_GET_LAPIC`: the local APIC's 1 KiB register page, as the APIC lays it out (ID at 0x20, ...). */
+  getLapic(): Uint8Array {
+    return this.native.getState('lapic');
+  }
+
+  /** `KVM_SET_LAPIC` from a register page of {@link Vcpu.getLapic}'s size. Needs the in-kernel irqchip. */
+  setLapic(page: Uint8Array): void {
+    this.native.setState('lapic', validateUint8Array(page, 'page'));
+  }
+
+  /** `KVM_GET_XSAVE` (or `KVM_GET_XSAVE2` when the area is larger than 4 KiB): the XSAVE area. */
+  getXsave(): Uint8Array {
+    return this.native.getState('xsave');
+  }
+
+  /** `KVM_SET_XSAVE` from an area of {@link Vcpu.getXsave}'s size. */
+  setXsave(area: Uint8Array): void {
+    this.native.setState('xsave', validateUint8Array(area, 'area'));
+  }
+
+  /** `KVM_GET_NESTED_STATE`: the state of a nested guest, or null where this KVM has none (`KVM_CAP_NESTED_STATE` 0). */
+  getNestedState(): Uint8Array | null {
+    return this.native.getNestedState();
+  }
+
+  /** `KVM_SET_NESTED_STATE` from bytes {@link Vcpu.getNestedState} returned. */
+  setNestedState(state: Uint8Array): void {
+    this.native.setNestedState(validateUint8Array(state, 'state'));
+  }
+
+  /** `KVM_GET_TSC_KHZ`: the guest's TSC frequency. */
+  getTscKhz(): number {
+    return this.native.getTscKhz();
+  }
+
+  /** `KVM_SET_TSC_KHZ`. */
+  setTscKhz(khz: number): void {
+    this.native.setTscKhz(validateInteger(khz, 'khz', 1, 0xffffffff));
+  }
+
+  /** `KVM_INTERRUPT`: queues external interrupt `vector` (only without the in-kernel irqchip). */
+  interrupt(vector: number): void {
+    this.native.interrupt(validateInteger(vector, 'vector', 0, 255));
+  }
+
+  /** `KVM_NMI`: queues a non-maskable interrupt. */
+  nmi(): void {
+    this.native.nmi();
+  }
+
+  /** `KVM_SMI`: queues a system-management interrupt (where KVM has SMM). */
+  smi(): void {
+    this.native.smi();
+  }
+
+  /** `KVM_ENABLE_CAP` on the vCPU; returns the ioctl's result. */
+  enableCap(cap: number, args: readonly (bigint | number)[] = []): number {
+    validateInteger(cap, 'cap', 0, 0xffffffff);
+    return this.native.enableCap(cap, validateArray(args, 'args', 4).map((a, i) => validateU64(a, `args[${i}]`)));
   }
 
   /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */

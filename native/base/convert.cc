@@ -144,6 +144,22 @@ void CpuidEntryFromJs(const Napi::Object& o, kvm_cpuid_entry2& e, uint32_t index
   }
 }
 
+Napi::Array MsrEntriesToJs(Napi::Env env, const kvm_msr_entry* entries, uint32_t count) {
+  Napi::Array out = Napi::Array::New(env, count);
+  for (uint32_t i = 0; i < count; i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", Napi::Number::New(env, entries[i].index));
+    o.Set("value", U64(env, entries[i].data));
+    out.Set(i, o);
+  }
+  return out;
+}
+
+void MsrEntryFromJs(const Napi::Object& o, kvm_msr_entry& e, uint32_t index) {
+  std::string name = "entries[" + std::to_string(index) + "]";
+  e = kvm_msr_entry{ReadU32(o.Get("index"), name + ".index"), 0, ReadU64(o.Get("value"), name + ".value")};
+}
+
 Napi::Object TranslationToJs(Napi::Env env, const kvm_translation& t) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("physicalAddress", U64(env, t.physical_address));

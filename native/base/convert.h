@@ -16,6 +16,10 @@ void SregsFromJs(const Napi::Object& o, kvm_sregs& s);
 Napi::Object CpuidEntryToJs(Napi::Env env, const kvm_cpuid_entry2& e);
 void CpuidEntryFromJs(const Napi::Object& o, kvm_cpuid_entry2& e, uint32_t index);
 
+// MSRs as { index, value } with the value a bigint.
+Napi::Array MsrEntriesToJs(Napi::Env env, const kvm_msr_entry* entries, uint32_t count);
+void MsrEntryFromJs(const Napi::Object& o, kvm_msr_entry& e, uint32_t index);
+
 Napi::Object TranslationToJs(Napi::Env env, const kvm_translation& t);
 
 // Offsets into struct kvm_run, from the kernel header this addon was built

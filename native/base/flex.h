@@ -45,4 +45,31 @@ using CpuidBuffer = FlexBuffer<CpuidHeader, kvm_cpuid_entry2>;
 constexpr unsigned long KVM_GET_SUPPORTED_CPUID_ = _IOWR(KVMIO, 0x05, CpuidHeader);
 constexpr unsigned long KVM_SET_CPUID2_ = _IOW(KVMIO, 0x90, CpuidHeader);
 
+struct MsrsHeader {
+  __u32 nmsrs;
+  __u32 pad;
+};
+static_assert(sizeof(MsrsHeader) == 8, "struct kvm_msrs header is 8 bytes");
+using MsrsBuffer = FlexBuffer<MsrsHeader, kvm_msr_entry>;
+constexpr unsigned long KVM_GET_MSRS_ = _IOWR(KVMIO, 0x88, MsrsHeader);
+constexpr unsigned long KVM_SET_MSRS_ = _IOW(KVMIO, 0x89, MsrsHeader);
+
+struct MsrListHeader {
+  __u32 nmsrs;
+};
+using MsrListBuffer = FlexBuffer<MsrListHeader, __u32>;
+constexpr unsigned long KVM_GET_MSR_INDEX_LIST_ = _IOWR(KVMIO, 0x02, MsrListHeader);
+constexpr unsigned long KVM_GET_MSR_FEATURE_INDEX_LIST_ = _IOWR(KVMIO, 0x0a, MsrListHeader);
+constexpr unsigned long KVM_GET_CPUID2_ = _IOWR(KVMIO, 0x91, CpuidHeader);
+
+// struct kvm_xsave is 4096 bytes in C; its flexible tail makes it 4100 in
+// C++, and the request numbers with it.
+struct XsaveArea {
+  __u32 region[1024];
+};
+static_assert(sizeof(XsaveArea) == 4096, "struct kvm_xsave is 4096 bytes");
+constexpr unsigned long KVM_GET_XSAVE_ = _IOR(KVMIO, 0xa4, XsaveArea);
+constexpr unsigned long KVM_SET_XSAVE_ = _IOW(KVMIO, 0xa5, XsaveArea);
+constexpr unsigned long KVM_GET_XSAVE2_ = _IOR(KVMIO, 0xcf, XsaveArea);
+
 }  // namespace nodekvm
