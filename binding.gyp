@@ -14,7 +14,9 @@
         "native/state.cc",
         "native/vm.cc",
         "native/vcpu.cc",
-        "native/vcpu_core.cc"
+        "native/vcpu_core.cc",
+        "native/eventfd.cc",
+        "native/rings.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

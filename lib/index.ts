@@ -9,15 +9,18 @@
  * @packageDocumentation
  */
 export { Kvm, type CreateVmOptions } from './core/kvm';
-export { Vm, type SlotOptions } from './core/vm';
+export { Vm, type SlotOptions, type GsiRoute, type MsrFilter } from './core/vm';
+export { IrqChip, type PicState, type IoapicState, type PitState, type PitChannel, type ClockData } from './core/irqchip';
 export { Vcpu, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunOptions, type RunAsyncOptions } from './core/vcpu';
 export { GuestMemory, PAGE_SIZE, MAX_VIEW, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './core/memory';
 export { MemorySlot } from './core/slot';
+export type { Snapshot, VmSnapshot, VcpuSnapshot, Restored } from './core/snapshot';
 export { KvmError } from './core/errors';
 export { Cap, ExitReason, MemFlag, SystemEventType, KVM_API_VERSION } from './core/constants';
 export type {
   VmExit, IoExit, MmioExit, HltExit, ShutdownExit, IntrExit, FailEntryExit,
-  InternalErrorExit, DebugExit, SystemEventExit, ExceptionExit, UnknownExit,
+  InternalErrorExit, DebugExit, SystemEventExit, ExceptionExit, UnknownExit, HypercallExit, RdmsrExit,
+  WrmsrExit, IoapicEoiExit, TprAccessExit, MemoryFaultExit, NotifyExit, SimpleExit,
 } from './core/exits';
 export { decodeExit } from './core/exits';
 export type { Regs, RegsInput, Sregs, SregsInput, Segment, DescriptorTable } from './core/regs';
@@ -31,6 +34,8 @@ export { GuestError, guestError, disassemble } from './guest/report';
 export { runUntilHalt, runUntilHaltAsync, handleExit, type RunHandlers, type AsyncRunHandlers, type ExitAction } from './guest/run';
 export { realModeGuest, GUEST_CODE, type TinyGuest, type TinyGuestOptions } from './guest/fixture';
 export { DirtyLog } from './core/dirty';
+export { EventFd, IoEventFd, IrqFd, type IoEventFdOptions, type IrqFdOptions } from './core/eventfd';
+export { CoalescedZone, coalescedRingSize, type CoalescedZoneOptions, type CoalescedWrite, type CoalescedCallback, type DirtyGfn } from './core/rings';
 export { MP_STATES, type Fpu, type DebugRegs, type Xcrs, type MpState, type VcpuEvents, type VcpuEventsInput } from './core/state';
 export type { MsrEntry } from './core/binding';
 export { KvmStats, type StatDescriptor, type StatType, type StatUnit } from './core/stats';

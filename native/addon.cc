@@ -14,9 +14,11 @@
 #include "base/args.h"
 #include "base/convert.h"
 #include "base/errors.h"
+#include "eventfd.h"
 #include "kick.h"
 #include "kvm.h"
 #include "memory.h"
+#include "rings.h"
 #include "state.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -48,6 +50,8 @@ Napi::Object Constants(Napi::Env env) {
   set("KVM_CAP_EXT_CPUID", KVM_CAP_EXT_CPUID);
   set("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
   set("KVM_CAP_BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD);
+  set("KVM_CAP_DIRTY_LOG_RING_ACQ_REL", KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+  set("KVM_CAP_IRQFD_RESAMPLE", KVM_CAP_IRQFD_RESAMPLE);
   set("KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE", KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
   set("KVM_DIRTY_LOG_INITIALLY_SET", KVM_DIRTY_LOG_INITIALLY_SET);
   set("KVM_GUESTDBG_ENABLE", KVM_GUESTDBG_ENABLE);
@@ -70,6 +74,348 @@ Napi::Object Constants(Napi::Env env) {
   set("KVM_EXIT_SYSTEM_EVENT", KVM_EXIT_SYSTEM_EVENT);
   set("KVM_EXIT_IO_IN", KVM_EXIT_IO_IN);
   set("KVM_EXIT_IO_OUT", KVM_EXIT_IO_OUT);
+  // Every number lib/core/constants.ts names: from the header where the
+  // build machine's has it, else the kernel's stable ABI value.
+#ifdef KVM_CAP_USER_MEMORY
+  set("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY);
+#else
+  set("KVM_CAP_USER_MEMORY", 3);
+#endif
+#ifdef KVM_CAP_SET_TSS_ADDR
+  set("KVM_CAP_SET_TSS_ADDR", KVM_CAP_SET_TSS_ADDR);
+#else
+  set("KVM_CAP_SET_TSS_ADDR", 4);
+#endif
+#ifdef KVM_CAP_EXT_CPUID
+  set("KVM_CAP_EXT_CPUID", KVM_CAP_EXT_CPUID);
+#else
+  set("KVM_CAP_EXT_CPUID", 7);
+#endif
+#ifdef KVM_CAP_NR_VCPUS
+  set("KVM_CAP_NR_VCPUS", KVM_CAP_NR_VCPUS);
+#else
+  set("KVM_CAP_NR_VCPUS", 9);
+#endif
+#ifdef KVM_CAP_NR_MEMSLOTS
+  set("KVM_CAP_NR_MEMSLOTS", KVM_CAP_NR_MEMSLOTS);
+#else
+  set("KVM_CAP_NR_MEMSLOTS", 10);
+#endif
+#ifdef KVM_CAP_SET_GUEST_DEBUG
+  set("KVM_CAP_SET_GUEST_DEBUG", KVM_CAP_SET_GUEST_DEBUG);
+#else
+  set("KVM_CAP_SET_GUEST_DEBUG", 23);
+#endif
+#ifdef KVM_CAP_SET_IDENTITY_MAP_ADDR
+  set("KVM_CAP_SET_IDENTITY_MAP_ADDR", KVM_CAP_SET_IDENTITY_MAP_ADDR);
+#else
+  set("KVM_CAP_SET_IDENTITY_MAP_ADDR", 37);
+#endif
+#ifdef KVM_CAP_READONLY_MEM
+  set("KVM_CAP_READONLY_MEM", KVM_CAP_READONLY_MEM);
+#else
+  set("KVM_CAP_READONLY_MEM", 81);
+#endif
+#ifdef KVM_CAP_MAX_VCPUS
+  set("KVM_CAP_MAX_VCPUS", KVM_CAP_MAX_VCPUS);
+#else
+  set("KVM_CAP_MAX_VCPUS", 66);
+#endif
+#ifdef KVM_CAP_IMMEDIATE_EXIT
+  set("KVM_CAP_IMMEDIATE_EXIT", KVM_CAP_IMMEDIATE_EXIT);
+#else
+  set("KVM_CAP_IMMEDIATE_EXIT", 136);
+#endif
+#ifdef KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2
+  set("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+#else
+  set("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", 168);
+#endif
+#ifdef KVM_CAP_BINARY_STATS_FD
+  set("KVM_CAP_BINARY_STATS_FD", KVM_CAP_BINARY_STATS_FD);
+#else
+  set("KVM_CAP_BINARY_STATS_FD", 203);
+#endif
+#ifdef KVM_CAP_IRQCHIP
+  set("KVM_CAP_IRQCHIP", KVM_CAP_IRQCHIP);
+#else
+  set("KVM_CAP_IRQCHIP", 0);
+#endif
+#ifdef KVM_CAP_HLT
+  set("KVM_CAP_HLT", KVM_CAP_HLT);
+#else
+  set("KVM_CAP_HLT", 1);
+#endif
+#ifdef KVM_CAP_MP_STATE
+  set("KVM_CAP_MP_STATE", KVM_CAP_MP_STATE);
+#else
+  set("KVM_CAP_MP_STATE", 14);
+#endif
+#ifdef KVM_CAP_COALESCED_MMIO
+  set("KVM_CAP_COALESCED_MMIO", KVM_CAP_COALESCED_MMIO);
+#else
+  set("KVM_CAP_COALESCED_MMIO", 15);
+#endif
+#ifdef KVM_CAP_IRQ_ROUTING
+  set("KVM_CAP_IRQ_ROUTING", KVM_CAP_IRQ_ROUTING);
+#else
+  set("KVM_CAP_IRQ_ROUTING", 25);
+#endif
+#ifdef KVM_CAP_IRQFD
+  set("KVM_CAP_IRQFD", KVM_CAP_IRQFD);
+#else
+  set("KVM_CAP_IRQFD", 32);
+#endif
+#ifdef KVM_CAP_PIT2
+  set("KVM_CAP_PIT2", KVM_CAP_PIT2);
+#else
+  set("KVM_CAP_PIT2", 33);
+#endif
+#ifdef KVM_CAP_PIT_STATE2
+  set("KVM_CAP_PIT_STATE2", KVM_CAP_PIT_STATE2);
+#else
+  set("KVM_CAP_PIT_STATE2", 35);
+#endif
+#ifdef KVM_CAP_IOEVENTFD
+  set("KVM_CAP_IOEVENTFD", KVM_CAP_IOEVENTFD);
+#else
+  set("KVM_CAP_IOEVENTFD", 36);
+#endif
+#ifdef KVM_CAP_ADJUST_CLOCK
+  set("KVM_CAP_ADJUST_CLOCK", KVM_CAP_ADJUST_CLOCK);
+#else
+  set("KVM_CAP_ADJUST_CLOCK", 39);
+#endif
+#ifdef KVM_CAP_VCPU_EVENTS
+  set("KVM_CAP_VCPU_EVENTS", KVM_CAP_VCPU_EVENTS);
+#else
+  set("KVM_CAP_VCPU_EVENTS", 41);
+#endif
+#ifdef KVM_CAP_DEBUGREGS
+  set("KVM_CAP_DEBUGREGS", KVM_CAP_DEBUGREGS);
+#else
+  set("KVM_CAP_DEBUGREGS", 50);
+#endif
+#ifdef KVM_CAP_XSAVE
+  set("KVM_CAP_XSAVE", KVM_CAP_XSAVE);
+#else
+  set("KVM_CAP_XSAVE", 55);
+#endif
+#ifdef KVM_CAP_XCRS
+  set("KVM_CAP_XCRS", KVM_CAP_XCRS);
+#else
+  set("KVM_CAP_XCRS", 56);
+#endif
+#ifdef KVM_CAP_GET_TSC_KHZ
+  set("KVM_CAP_GET_TSC_KHZ", KVM_CAP_GET_TSC_KHZ);
+#else
+  set("KVM_CAP_GET_TSC_KHZ", 61);
+#endif
+#ifdef KVM_CAP_SYNC_REGS
+  set("KVM_CAP_SYNC_REGS", KVM_CAP_SYNC_REGS);
+#else
+  set("KVM_CAP_SYNC_REGS", 74);
+#endif
+#ifdef KVM_CAP_X86_SMM
+  set("KVM_CAP_X86_SMM", KVM_CAP_X86_SMM);
+#else
+  set("KVM_CAP_X86_SMM", 117);
+#endif
+#ifdef KVM_CAP_SPLIT_IRQCHIP
+  set("KVM_CAP_SPLIT_IRQCHIP", KVM_CAP_SPLIT_IRQCHIP);
+#else
+  set("KVM_CAP_SPLIT_IRQCHIP", 121);
+#endif
+#ifdef KVM_CAP_MAX_VCPU_ID
+  set("KVM_CAP_MAX_VCPU_ID", KVM_CAP_MAX_VCPU_ID);
+#else
+  set("KVM_CAP_MAX_VCPU_ID", 128);
+#endif
+#ifdef KVM_CAP_COALESCED_PIO
+  set("KVM_CAP_COALESCED_PIO", KVM_CAP_COALESCED_PIO);
+#else
+  set("KVM_CAP_COALESCED_PIO", 162);
+#endif
+#ifdef KVM_CAP_NESTED_STATE
+  set("KVM_CAP_NESTED_STATE", KVM_CAP_NESTED_STATE);
+#else
+  set("KVM_CAP_NESTED_STATE", 157);
+#endif
+#ifdef KVM_CAP_GET_MSR_FEATURES
+  set("KVM_CAP_GET_MSR_FEATURES", KVM_CAP_GET_MSR_FEATURES);
+#else
+  set("KVM_CAP_GET_MSR_FEATURES", 153);
+#endif
+#ifdef KVM_CAP_X86_USER_SPACE_MSR
+  set("KVM_CAP_X86_USER_SPACE_MSR", KVM_CAP_X86_USER_SPACE_MSR);
+#else
+  set("KVM_CAP_X86_USER_SPACE_MSR", 188);
+#endif
+#ifdef KVM_CAP_X86_MSR_FILTER
+  set("KVM_CAP_X86_MSR_FILTER", KVM_CAP_X86_MSR_FILTER);
+#else
+  set("KVM_CAP_X86_MSR_FILTER", 189);
+#endif
+#ifdef KVM_CAP_DIRTY_LOG_RING
+  set("KVM_CAP_DIRTY_LOG_RING", KVM_CAP_DIRTY_LOG_RING);
+#else
+  set("KVM_CAP_DIRTY_LOG_RING", 192);
+#endif
+#ifdef KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+  set("KVM_CAP_DIRTY_LOG_RING_ACQ_REL", KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+#else
+  set("KVM_CAP_DIRTY_LOG_RING_ACQ_REL", 223);
+#endif
+#ifdef KVM_CAP_IRQFD_RESAMPLE
+  set("KVM_CAP_IRQFD_RESAMPLE", KVM_CAP_IRQFD_RESAMPLE);
+#else
+  set("KVM_CAP_IRQFD_RESAMPLE", 82);
+#endif
+#ifdef KVM_CAP_EXIT_HYPERCALL
+  set("KVM_CAP_EXIT_HYPERCALL", KVM_CAP_EXIT_HYPERCALL);
+#else
+  set("KVM_CAP_EXIT_HYPERCALL", 201);
+#endif
+#ifdef KVM_CAP_XSAVE2
+  set("KVM_CAP_XSAVE2", KVM_CAP_XSAVE2);
+#else
+  set("KVM_CAP_XSAVE2", 208);
+#endif
+#ifdef KVM_CAP_USER_MEMORY2
+  set("KVM_CAP_USER_MEMORY2", KVM_CAP_USER_MEMORY2);
+#else
+  set("KVM_CAP_USER_MEMORY2", 231);
+#endif
+#ifdef KVM_EXIT_UNKNOWN
+  set("KVM_EXIT_UNKNOWN", KVM_EXIT_UNKNOWN);
+#else
+  set("KVM_EXIT_UNKNOWN", 0);
+#endif
+#ifdef KVM_EXIT_EXCEPTION
+  set("KVM_EXIT_EXCEPTION", KVM_EXIT_EXCEPTION);
+#else
+  set("KVM_EXIT_EXCEPTION", 1);
+#endif
+#ifdef KVM_EXIT_IO
+  set("KVM_EXIT_IO", KVM_EXIT_IO);
+#else
+  set("KVM_EXIT_IO", 2);
+#endif
+#ifdef KVM_EXIT_HYPERCALL
+  set("KVM_EXIT_HYPERCALL", KVM_EXIT_HYPERCALL);
+#else
+  set("KVM_EXIT_HYPERCALL", 3);
+#endif
+#ifdef KVM_EXIT_DEBUG
+  set("KVM_EXIT_DEBUG", KVM_EXIT_DEBUG);
+#else
+  set("KVM_EXIT_DEBUG", 4);
+#endif
+#ifdef KVM_EXIT_HLT
+  set("KVM_EXIT_HLT", KVM_EXIT_HLT);
+#else
+  set("KVM_EXIT_HLT", 5);
+#endif
+#ifdef KVM_EXIT_MMIO
+  set("KVM_EXIT_MMIO", KVM_EXIT_MMIO);
+#else
+  set("KVM_EXIT_MMIO", 6);
+#endif
+#ifdef KVM_EXIT_IRQ_WINDOW_OPEN
+  set("KVM_EXIT_IRQ_WINDOW_OPEN", KVM_EXIT_IRQ_WINDOW_OPEN);
+#else
+  set("KVM_EXIT_IRQ_WINDOW_OPEN", 7);
+#endif
+#ifdef KVM_EXIT_SHUTDOWN
+  set("KVM_EXIT_SHUTDOWN", KVM_EXIT_SHUTDOWN);
+#else
+  set("KVM_EXIT_SHUTDOWN", 8);
+#endif
+#ifdef KVM_EXIT_FAIL_ENTRY
+  set("KVM_EXIT_FAIL_ENTRY", KVM_EXIT_FAIL_ENTRY);
+#else
+  set("KVM_EXIT_FAIL_ENTRY", 9);
+#endif
+#ifdef KVM_EXIT_INTR
+  set("KVM_EXIT_INTR", KVM_EXIT_INTR);
+#else
+  set("KVM_EXIT_INTR", 10);
+#endif
+#ifdef KVM_EXIT_SET_TPR
+  set("KVM_EXIT_SET_TPR", KVM_EXIT_SET_TPR);
+#else
+  set("KVM_EXIT_SET_TPR", 11);
+#endif
+#ifdef KVM_EXIT_TPR_ACCESS
+  set("KVM_EXIT_TPR_ACCESS", KVM_EXIT_TPR_ACCESS);
+#else
+  set("KVM_EXIT_TPR_ACCESS", 12);
+#endif
+#ifdef KVM_EXIT_NMI
+  set("KVM_EXIT_NMI", KVM_EXIT_NMI);
+#else
+  set("KVM_EXIT_NMI", 16);
+#endif
+#ifdef KVM_EXIT_INTERNAL_ERROR
+  set("KVM_EXIT_INTERNAL_ERROR", KVM_EXIT_INTERNAL_ERROR);
+#else
+  set("KVM_EXIT_INTERNAL_ERROR", 17);
+#endif
+#ifdef KVM_EXIT_SYSTEM_EVENT
+  set("KVM_EXIT_SYSTEM_EVENT", KVM_EXIT_SYSTEM_EVENT);
+#else
+  set("KVM_EXIT_SYSTEM_EVENT", 24);
+#endif
+#ifdef KVM_EXIT_IOAPIC_EOI
+  set("KVM_EXIT_IOAPIC_EOI", KVM_EXIT_IOAPIC_EOI);
+#else
+  set("KVM_EXIT_IOAPIC_EOI", 26);
+#endif
+#ifdef KVM_EXIT_HYPERV
+  set("KVM_EXIT_HYPERV", KVM_EXIT_HYPERV);
+#else
+  set("KVM_EXIT_HYPERV", 27);
+#endif
+#ifdef KVM_EXIT_X86_RDMSR
+  set("KVM_EXIT_X86_RDMSR", KVM_EXIT_X86_RDMSR);
+#else
+  set("KVM_EXIT_X86_RDMSR", 29);
+#endif
+#ifdef KVM_EXIT_X86_WRMSR
+  set("KVM_EXIT_X86_WRMSR", KVM_EXIT_X86_WRMSR);
+#else
+  set("KVM_EXIT_X86_WRMSR", 30);
+#endif
+#ifdef KVM_EXIT_DIRTY_RING_FULL
+  set("KVM_EXIT_DIRTY_RING_FULL", KVM_EXIT_DIRTY_RING_FULL);
+#else
+  set("KVM_EXIT_DIRTY_RING_FULL", 31);
+#endif
+#ifdef KVM_EXIT_AP_RESET_HOLD
+  set("KVM_EXIT_AP_RESET_HOLD", KVM_EXIT_AP_RESET_HOLD);
+#else
+  set("KVM_EXIT_AP_RESET_HOLD", 32);
+#endif
+#ifdef KVM_EXIT_X86_BUS_LOCK
+  set("KVM_EXIT_X86_BUS_LOCK", KVM_EXIT_X86_BUS_LOCK);
+#else
+  set("KVM_EXIT_X86_BUS_LOCK", 33);
+#endif
+#ifdef KVM_EXIT_XEN
+  set("KVM_EXIT_XEN", KVM_EXIT_XEN);
+#else
+  set("KVM_EXIT_XEN", 34);
+#endif
+#ifdef KVM_EXIT_NOTIFY
+  set("KVM_EXIT_NOTIFY", KVM_EXIT_NOTIFY);
+#else
+  set("KVM_EXIT_NOTIFY", 37);
+#endif
+#ifdef KVM_EXIT_MEMORY_FAULT
+  set("KVM_EXIT_MEMORY_FAULT", KVM_EXIT_MEMORY_FAULT);
+#else
+  set("KVM_EXIT_MEMORY_FAULT", 39);
+#endif
   set("pageSize", static_cast<double>(PageSize()));
   return o;
 }
@@ -101,6 +447,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Vm", vm);
   exports.Set("Vcpu", vcpu);
   exports.Set("Memory", memory);
+  exports.Set("EventFd", EventFd::Define(env));
+  exports.Set("ringLayouts", RingLayouts(env));
   data.noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo&) {}, "noop"));
   exports.Set("setKickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     SetKickSignal(info.Env(), static_cast<int>(ReadInt(info[0], "signal", 1, 64)));

@@ -1,6 +1,7 @@
 #include "vcpu.h"
 
 #include <pthread.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -72,6 +73,11 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceMethod<&Vcpu::Nmi>("nmi"),
                          InstanceMethod<&Vcpu::Smi>("smi"),
                          InstanceMethod<&Vcpu::EnableCap>("enableCap"),
+                         InstanceMethod<&Vcpu::SetSyncRegs>("setSyncRegs"),
+                         InstanceMethod<&Vcpu::CompletePendingIo>("completePendingIo"),
+                         InstanceMethod<&Vcpu::GetSynced>("getSynced"),
+                         InstanceMethod<&Vcpu::SetSynced>("setSynced"),
+                         InstanceMethod<&Vcpu::HarvestDirtyRing>("harvestDirtyRing"),  // rings.cc
                      });
 }
 
@@ -418,6 +424,77 @@ Napi::Value Vcpu::EnableCap(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < args.Length(); i++) cap.args[i] = ReadU64(args.Get(i), "args[" + std::to_string(i) + "]");
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_ENABLE_CAP"), NODEKVM_IOCTL(KVM_ENABLE_CAP), &cap,
                                              "capability " + std::to_string(cap.cap)));
+}
+
+}  // namespace nodekvm
+
+namespace nodekvm {
+
+// completePendingIo(): KVM_RUN with immediate_exit set, which finishes an
+// I/O or MMIO access the last exit left pending (SVM and VMX complete it
+// only on the next KVM_RUN) and returns at once, so that the registers read
+// afterwards are those after the instruction: what a snapshot must save.
+void Vcpu::CompletePendingIo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd("KVM_RUN", true);
+  kvm_run* run = core_->run();
+  run->immediate_exit = 1;
+  int r = ::ioctl(fd, KVM_RUN, 0);
+  int err = errno;
+  run->immediate_exit = 0;
+  if (r < 0 && err != EINTR) throw SysError(env, err, "KVM_RUN", "completing pending I/O");
+  run->exit_reason = KVM_EXIT_INTR;
+}
+
+// ---- sync_regs: registers exchanged through kvm_run, without ioctls ----
+
+// setSyncRegs(mask): which of KVM_SYNC_X86_REGS (1), _SREGS (2), _EVENTS
+// (4) KVM writes into kvm_run at every exit.
+void Vcpu::SetSyncRegs(const Napi::CallbackInfo& info) {
+  Fd("KVM_RUN");
+  core_->run()->kvm_valid_regs = static_cast<__u64>(ReadInt(info[0], "mask", 0, KVM_SYNC_X86_VALID_FIELDS));
+}
+
+// getSynced(kind): what the last exit left in kvm_run.s.regs.
+Napi::Value Vcpu::GetSynced(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string kind = ReadPath(info[0], "kind");
+  Fd("KVM_RUN");
+  kvm_sync_regs& sync = core_->run()->s.regs;
+  if (kind == "regs") return RegsToJs(env, sync.regs);
+  if (kind == "sregs") return SregsToJs(env, sync.sregs);
+  if (kind == "events") {
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, sizeof(sync.events));
+    std::memcpy(out.Data(), &sync.events, sizeof(sync.events));
+    return out;
+  }
+  throw ArgValueError(env, "kind", "must be regs, sregs or events");
+}
+
+// setSynced(kind, value): writes kvm_run.s.regs and marks it dirty, so the
+// next KVM_RUN loads it (a partial regs/sregs object updates what it names).
+void Vcpu::SetSynced(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string kind = ReadPath(info[0], "kind");
+  Fd("KVM_RUN");
+  kvm_run* run = core_->run();
+  kvm_sync_regs& sync = run->s.regs;
+  if (kind == "regs") {
+    RegsFromJs(ReadObject(info[1], "regs"), sync.regs);
+    run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+  } else if (kind == "sregs") {
+    SregsFromJs(ReadObject(info[1], "sregs"), sync.sregs);
+    run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
+  } else if (kind == "events") {
+    Napi::Uint8Array bytes = ReadBytes(info[1], "events");
+    if (bytes.ByteLength() != sizeof(sync.events)) {
+      throw OutOfRangeError(env, "events.byteLength", std::to_string(sizeof(sync.events)));
+    }
+    std::memcpy(&sync.events, bytes.Data(), sizeof(sync.events));
+    run->kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
+  } else {
+    throw ArgValueError(env, "kind", "must be regs, sregs or events");
+  }
 }
 
 }  // namespace nodekvm

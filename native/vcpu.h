@@ -52,6 +52,10 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   void Smi(const Napi::CallbackInfo& info);
   Napi::Value EnableCap(const Napi::CallbackInfo& info);
   size_t XsaveSize();
+  void SetSyncRegs(const Napi::CallbackInfo& info);
+  void CompletePendingIo(const Napi::CallbackInfo& info);
+  Napi::Value GetSynced(const Napi::CallbackInfo& info);
+  void SetSynced(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VcpuCore> core_;
@@ -60,6 +64,8 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   uint32_t id_ = 0;
   CpuidBuffer cpuid_;  // reused by setCpuid() and getCpuid()
   MsrsBuffer msrs_;    // reused by getMsrs() and setMsrs()
+
+  Napi::Value HarvestDirtyRing(const Napi::CallbackInfo& info);  // rings.cc
 };
 
 }  // namespace nodekvm

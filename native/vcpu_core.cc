@@ -201,6 +201,7 @@ void VcpuCore::Shutdown() {
     if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     runBuffer_.Reset();
   }
+  dirtyRing_.map.reset();  // like kvm_run, it holds the vCPU file open
   {
     std::lock_guard<std::mutex> lock(runMu_);
     if (run_ != nullptr) {

@@ -47,6 +47,15 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   // fd. Idempotent; main thread only.
   void Shutdown();
 
+  // The dirty ring (rings.cc): mapped on the first harvest, unmapped by
+  // Shutdown(); `fetch` is the next entry to harvest.
+  struct DirtyRing {
+    std::unique_ptr<Mapping> map;
+    uint32_t entries = 0;
+    uint32_t fetch = 0;
+  };
+  DirtyRing& dirtyRing() { return dirtyRing_; }
+
  private:
   struct Completion {
     std::shared_ptr<VcpuCore> core;
@@ -61,6 +70,7 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   void Finish(Napi::Env env, int ret, int err);
 
   UniqueFd fd_;
+  DirtyRing dirtyRing_;
   void* run_;
   size_t runSize_;
   uint64_t handle_;

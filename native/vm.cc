@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/addon.h"
 #include "base/args.h"
 #include "base/errors.h"
+#include "base/flex.h"
 #include "base/ioctl.h"
 #include "base/tags.h"
 #include "memory.h"
@@ -43,6 +46,24 @@ Napi::Function Vm::Define(Napi::Env env) {
                          InstanceMethod<&Vm::Close>("close"),
                          InstanceAccessor<&Vm::GetFd>("fd"),
                          InstanceAccessor<&Vm::GetSlotGeneration>("slotGeneration"),
+                         // eventfd.cc, rings.cc
+                         InstanceMethod<&Vm::IoEventFd>("ioeventfd"),
+                         InstanceMethod<&Vm::IrqFd>("irqfd"),
+                         InstanceMethod<&Vm::CoalescedZone>("coalescedZone"),
+                         InstanceMethod<&Vm::EnableDirtyRing>("enableDirtyRing"),
+                         InstanceMethod<&Vm::ResetDirtyRings>("resetDirtyRings"),
+                         InstanceAccessor<&Vm::GetDirtyRingBytes>("dirtyRingBytes"),
+                         InstanceMethod<&Vm::CreateIrqchip>("createIrqchip"),
+                         InstanceMethod<&Vm::GetIrqchip>("getIrqchip"),
+                         InstanceMethod<&Vm::SetIrqchip>("setIrqchip"),
+                         InstanceMethod<&Vm::IrqLine>("irqLine"),
+                         InstanceMethod<&Vm::SetGsiRouting>("setGsiRouting"),
+                         InstanceMethod<&Vm::CreatePit2>("createPit2"),
+                         InstanceMethod<&Vm::GetPit2>("getPit2"),
+                         InstanceMethod<&Vm::SetPit2>("setPit2"),
+                         InstanceMethod<&Vm::GetClock>("getClock"),
+                         InstanceMethod<&Vm::SetClock>("setClock"),
+                         InstanceMethod<&Vm::SetMsrFilter>("setMsrFilter"),
                      });
 }
 
@@ -268,6 +289,159 @@ Napi::Value Vm::GetStatsFd(const Napi::CallbackInfo& info) {
 Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
 void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
+
+// ---- the in-kernel interrupt controllers, PIT and clock ----
+
+namespace {
+// Copies `bytes` (exactly `size` of them) into a struct the kernel reads.
+template <class T>
+void BytesInto(Napi::Env env, const Napi::Value& v, T& out, size_t offset, size_t size) {
+  Napi::Uint8Array bytes = ReadBytes(v, "bytes");
+  if (bytes.ByteLength() != size) throw OutOfRangeError(env, "bytes.byteLength", std::to_string(size));
+  std::memcpy(reinterpret_cast<uint8_t*>(&out) + offset, bytes.Data(), size);
+}
+
+template <class T>
+Napi::Uint8Array BytesOf(Napi::Env env, const T& in, size_t offset, size_t size) {
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, size);
+  std::memcpy(out.Data(), reinterpret_cast<const uint8_t*>(&in) + offset, size);
+  return out;
+}
+
+constexpr size_t kChipOffset = offsetof(kvm_irqchip, chip);
+constexpr size_t kChipSize = sizeof(kvm_irqchip) - offsetof(kvm_irqchip, chip);
+}  // namespace
+
+// createIrqchip(): KVM_CREATE_IRQCHIP (PIC master and slave, IOAPIC, and a
+// local APIC per vCPU created afterwards).
+void Vm::CreateIrqchip(const Napi::CallbackInfo& info) {
+  int fd = Fd("KVM_CREATE_IRQCHIP");
+  // KVM refuses it (EINVAL) once any vCPU exists: say so.
+  CheckedIoctl(info.Env(), fd, NODEKVM_IOCTL(KVM_CREATE_IRQCHIP), 0,
+               vcpus_.empty() ? "" : "create it before the first vCPU; KVM refuses it once a vCPU exists");
+}
+
+// getIrqchip(chipId): the chip's state (kvm_pic_state or
+// kvm_ioapic_state, in the 512 bytes of kvm_irqchip's union).
+Napi::Value Vm::GetIrqchip(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_irqchip chip{};
+  chip.chip_id = static_cast<__u32>(ReadInt(info[0], "chipId", 0, KVM_NR_IRQCHIPS - 1));
+  CheckedIoctl(env, Fd("KVM_GET_IRQCHIP"), NODEKVM_IOCTL(KVM_GET_IRQCHIP), &chip);
+  return BytesOf(env, chip, kChipOffset, kChipSize);
+}
+
+void Vm::SetIrqchip(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_irqchip chip{};
+  chip.chip_id = static_cast<__u32>(ReadInt(info[0], "chipId", 0, KVM_NR_IRQCHIPS - 1));
+  BytesInto(env, info[1], chip, kChipOffset, kChipSize);
+  CheckedIoctl(env, Fd("KVM_SET_IRQCHIP"), NODEKVM_IOCTL(KVM_SET_IRQCHIP), &chip);
+}
+
+// irqLine(irq, level): KVM_IRQ_LINE_STATUS; returns the delivery status
+// (> 0 delivered, 0 masked or coalesced, < 0 ignored).
+Napi::Value Vm::IrqLine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_irq_level level{};
+  level.irq = ReadU32(info[0], "irq");
+  level.level = ReadU32(info[1], "level");
+  CheckedIoctl(env, Fd("KVM_IRQ_LINE_STATUS"), NODEKVM_IOCTL(KVM_IRQ_LINE_STATUS), &level);
+  return Napi::Number::New(env, level.status);
+}
+
+// setGsiRouting(entries): KVM_SET_GSI_ROUTING, every GSI's route at once.
+// An entry is { gsi, type: 1 (irqchip) | 2 (msi), irqchip, pin } or
+// { gsi, type: 2, addressLo, addressHi, data }.
+void Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array entries = ReadArray(info[0], "entries", 4096);
+  int fd = Fd("KVM_SET_GSI_ROUTING");
+  IrqRoutingBuffer routing;
+  uint32_t n = entries.Length();
+  routing.Reserve(n);
+  *routing.header() = IrqRoutingHeader{n, 0};
+  for (uint32_t i = 0; i < n; i++) {
+    std::string name = "entries[" + std::to_string(i) + "]";
+    Napi::Object o = ReadObject(entries.Get(i), name);
+    kvm_irq_routing_entry& e = routing.entries()[i];
+    std::memset(&e, 0, sizeof e);
+    e.gsi = ReadU32(o.Get("gsi"), name + ".gsi");
+    e.type = static_cast<__u32>(ReadInt(o.Get("type"), name + ".type", KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI));
+    if (e.type == KVM_IRQ_ROUTING_IRQCHIP) {
+      e.u.irqchip.irqchip = static_cast<__u32>(ReadInt(o.Get("irqchip"), name + ".irqchip", 0, KVM_NR_IRQCHIPS - 1));
+      e.u.irqchip.pin = ReadU32(o.Get("pin"), name + ".pin");
+    } else {
+      e.u.msi.address_lo = ReadU32(o.Get("addressLo"), name + ".addressLo");
+      e.u.msi.address_hi = ReadU32(o.Get("addressHi"), name + ".addressHi");
+      e.u.msi.data = ReadU32(o.Get("data"), name + ".data");
+    }
+  }
+  CheckedIoctl(env, fd, Ioctl{KVM_SET_GSI_ROUTING_, "KVM_SET_GSI_ROUTING"}, routing.arg());
+}
+
+// createPit2(flags): KVM_CREATE_PIT2 (flags: KVM_PIT_SPEAKER_DUMMY = 1).
+void Vm::CreatePit2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_pit_config config{};
+  config.flags = ReadU32(info[0], "flags");
+  CheckedIoctl(env, Fd("KVM_CREATE_PIT2"), NODEKVM_IOCTL(KVM_CREATE_PIT2), &config);
+}
+
+Napi::Value Vm::GetPit2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_pit_state2 pit{};
+  CheckedIoctl(env, Fd("KVM_GET_PIT2"), NODEKVM_IOCTL(KVM_GET_PIT2), &pit);
+  return BytesOf(env, pit, 0, sizeof pit);
+}
+
+void Vm::SetPit2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_pit_state2 pit{};
+  BytesInto(env, info[0], pit, 0, sizeof pit);
+  CheckedIoctl(env, Fd("KVM_SET_PIT2"), NODEKVM_IOCTL(KVM_SET_PIT2), &pit);
+}
+
+// getClock(): KVM_GET_CLOCK, the kvmclock the guest sees (struct kvm_clock_data).
+Napi::Value Vm::GetClock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_clock_data clock{};
+  CheckedIoctl(env, Fd("KVM_GET_CLOCK"), NODEKVM_IOCTL(KVM_GET_CLOCK), &clock);
+  return BytesOf(env, clock, 0, sizeof clock);
+}
+
+void Vm::SetClock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_clock_data clock{};
+  BytesInto(env, info[0], clock, 0, sizeof clock);
+  CheckedIoctl(env, Fd("KVM_SET_CLOCK"), NODEKVM_IOCTL(KVM_SET_CLOCK), &clock);
+}
+
+// setMsrFilter(flags, ranges): KVM_X86_SET_MSR_FILTER. Each range is
+// { flags, base, nmsrs, bitmap } with a bit per MSR (1: allowed); the
+// kernel copies the bitmaps during the call.
+void Vm::SetMsrFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_msr_filter filter{};
+  filter.flags = ReadU32(info[0], "flags");
+  Napi::Array ranges = ReadArray(info[1], "ranges", KVM_MSR_FILTER_MAX_RANGES);
+  std::vector<std::vector<uint8_t>> bitmaps(ranges.Length());
+  for (uint32_t i = 0; i < ranges.Length(); i++) {
+    std::string name = "ranges[" + std::to_string(i) + "]";
+    Napi::Object o = ReadObject(ranges.Get(i), name);
+    kvm_msr_filter_range& r = filter.ranges[i];
+    r.flags = ReadU32(o.Get("flags"), name + ".flags");
+    r.base = ReadU32(o.Get("base"), name + ".base");
+    r.nmsrs = ReadU32(o.Get("nmsrs"), name + ".nmsrs");
+    Napi::Uint8Array bitmap = ReadBytes(o.Get("bitmap"), name + ".bitmap");
+    if (bitmap.ByteLength() * 8 < r.nmsrs || bitmap.ByteLength() > KVM_MSR_FILTER_MAX_BITMAP_SIZE) {
+      throw OutOfRangeError(env, name + ".bitmap.byteLength", "enough bits for nmsrs and <= " + std::to_string(KVM_MSR_FILTER_MAX_BITMAP_SIZE));
+    }
+    bitmaps[i].assign(bitmap.Data(), bitmap.Data() + bitmap.ByteLength());
+    r.bitmap = bitmaps[i].data();
+  }
+  CheckedIoctl(env, Fd("KVM_X86_SET_MSR_FILTER"), NODEKVM_IOCTL(KVM_X86_SET_MSR_FILTER), &filter);
+}
 
 // vCPUs first (they hold the VM in the kernel), then the VM fd, and only
 // then the memory: KVM never sees a slot whose pages are gone.

@@ -26,6 +26,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   void ValidateSlots(Napi::Env env);
   // The VM fd (-1 once closed), for vCPU ioctls that ask VM-wide caps.
   int fd() const { return fd_.get(); }
+  // The dirty ring's bytes per vCPU (0: not enabled), for the vCPUs' harvest.
+  uint32_t dirtyRingBytes() const { return dirtyRingBytes_; }
 
  private:
   struct Slot {
@@ -51,6 +53,17 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
   Napi::Value Slots(const Napi::CallbackInfo& info);
   Napi::Value GetSlotGeneration(const Napi::CallbackInfo& info);
+  void CreateIrqchip(const Napi::CallbackInfo& info);
+  Napi::Value GetIrqchip(const Napi::CallbackInfo& info);
+  void SetIrqchip(const Napi::CallbackInfo& info);
+  Napi::Value IrqLine(const Napi::CallbackInfo& info);
+  void SetGsiRouting(const Napi::CallbackInfo& info);
+  void CreatePit2(const Napi::CallbackInfo& info);
+  Napi::Value GetPit2(const Napi::CallbackInfo& info);
+  void SetPit2(const Napi::CallbackInfo& info);
+  Napi::Value GetClock(const Napi::CallbackInfo& info);
+  void SetClock(const Napi::CallbackInfo& info);
+  void SetMsrFilter(const Napi::CallbackInfo& info);
   void GetDirtyLog(const Napi::CallbackInfo& info);
   void ClearDirtyLog(const Napi::CallbackInfo& info);
   Napi::Value EnableCap(const Napi::CallbackInfo& info);
@@ -67,6 +80,15 @@ class Vm : public Napi::ObjectWrap<Vm> {
   size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
+
+  // Eventfds and rings (eventfd.cc, rings.cc).
+  void IoEventFd(const Napi::CallbackInfo& info);
+  void IrqFd(const Napi::CallbackInfo& info);
+  void CoalescedZone(const Napi::CallbackInfo& info);
+  void EnableDirtyRing(const Napi::CallbackInfo& info);
+  Napi::Value ResetDirtyRings(const Napi::CallbackInfo& info);
+  Napi::Value GetDirtyRingBytes(const Napi::CallbackInfo& info);
+  uint32_t dirtyRingBytes_ = 0;
 };
 
 }  // namespace nodekvm

@@ -278,7 +278,21 @@ async function child() {
         closedStats.close();
         Object.assign(s, { kvm, closedKvm, vm, closedVm, vcpu, closedVcpu, slot, dirtySlot, deadSlot, extra, stats, closedStats, dirtyLog: dirtySlot.getDirtyLog() });
         closers.push(() => stats.close(), () => vm.close(), () => kvm.close(), () => extra.close());
+        // eventfds and rings: a VM with a dirty ring, where KVM has one
+        try {
+          const ringVm = kvm.createVm();
+          closers.push(() => ringVm.close());
+          ringVm.enableDirtyRing(0x10000);
+          ringVm.addSlot({ guestPhysAddr: 0, memory: m, flags: lib.MemFlag.LOG_DIRTY_PAGES });
+          s.ringVcpu = ringVm.createVcpu();
+        } catch {
+          // no dirty ring here: harvests get the pool's vCPUs
+        }
       }
+      s.eventfd = new lib.EventFd();
+      s.closedEventfd = new lib.EventFd();
+      s.closedEventfd.close();
+      closers.push(() => s.eventfd.close());
       closers.push(() => m.close());
       state = s;
     };
@@ -295,6 +309,8 @@ async function child() {
       slot: liveOrClosed(state.slot && (() => r.pick([state.slot, state.dirtySlot])), () => state.deadSlot),
       stats: liveOrClosed(state.stats && (() => state.stats), () => state.closedStats),
       dirtyLog: () => state.dirtyLog && { live: state.dirtyLog },
+      eventfd: () => ({ live: r.chance(0.85) ? state.eventfd : state.closedEventfd }),
+      ringVcpu: () => (state.vcpu === undefined ? undefined : { live: r.pick([state.ringVcpu ?? state.vcpu, state.ringVcpu ?? state.vcpu, state.vcpu, state.closedVcpu]) }),
       any: () => r.pick([state.vm, state.vcpu, state.memories[0], state.slot, state.kvm, state.tree, state.dirtyLog, state.closedMemory].filter((x) => x !== undefined)),
     };
   }
@@ -374,6 +390,23 @@ async function child() {
     ['handleExit', null, () => [maybe(() => r.pick([{ reason: 'hlt' }, { reason: 'intr' }, { reason: 'io' }, { reason: 'shutdown' }, { reason: 'mmio' }])), maybe(() => obj({ io: () => () => {}, mmio: () => () => {} }))], { holder: () => L, member: 'handleExit' }],
     ['realModeGuest', null, () => [maybe(() => r.pick([[0xf4], new Uint8Array([0xeb, 0xfe]), []])), r.chance(0.5) ? undefined : maybe(() => obj({ memorySize: () => r.pick([0x2000, 0x1000, 0x10000, 4097, 0]), kvm: () => pool.kvm()?.live }))], { holder: () => L, member: 'realModeGuest', when: haveKvm, after: 'close' }],
     ['vcpu.id', pool.vcpu, 'get'],
+    // eventfds and rings
+    ['new EventFd', null, () => [], { holder: () => L, member: 'EventFd', ctor: true, after: 'close' }],
+    ['eventFd.write', pool.eventfd, () => (r.chance(0.2) ? [] : [maybe(() => r.pick([1, 1n, 0, 2n ** 64n - 2n, 2n ** 64n - 1n, -1, 1.5]))])],
+    ['eventFd.read', pool.eventfd, () => []],
+    ['eventFd.wait', pool.eventfd, () => [], { before: (e) => { try { e.write(1); } catch { /* closed or full: wait settles anyway */ } } }],
+    ['eventFd.close', pool.eventfd, () => [], { before: () => { if (r.chance(0.9)) throw new SkipCall(); } }],
+    ['eventFd.fd', pool.eventfd, 'get'],
+    ['eventFd.pendingWaits', pool.eventfd, 'get'],
+    ['vm.ioeventfd', pool.vm, () => [maybe(() => obj({ address: () => r.pick([0x600, 0xd0000, 0xffff, 0x10000, 2n ** 64n - 1n, -1]), length: () => r.pick([0, 1, 2, 3, 4, 8, 16]), datamatch: () => r.pick([0, 7, 0x100, 2n ** 64n - 1n]), pio: bool, eventfd: () => pool.eventfd().live }, 0.8))], { after: 'remove' }],
+    ['vm.irqfd', pool.vm, () => [maybe(() => obj({ gsi: () => r.pick([0, 4, 15, 4095, 4096, -1]), eventfd: () => pool.eventfd().live, resample: () => r.pick([pool.eventfd().live, new lib.EventFd()]) }, 0.8))], { after: 'remove' }],
+    ['vm.addCoalescedZone', pool.vm, () => [maybe(() => obj({ address: () => r.pick([0x700, 0xd0000, 0xff00, 2n ** 64n - 1n]), size: () => r.pick([0, 1, 0x100, 0x1000, 2 ** 32]), pio: bool }, 0.8))], { after: 'remove' }],
+    ['vm.enableDirtyRing', pool.vm, () => [maybe(() => r.pick([4096, 0x10000, 1000, 2 ** 20, 2 ** 21, 0]))]],
+    ['vm.resetDirtyRings', pool.vm, () => []],
+    ['vm.dirtyRingBytes', pool.vm, 'get'],
+    ['vcpu.drainCoalesced', pool.vcpu, () => (r.chance(0.4) ? [] : [maybe(() => r.pick([() => {}, (a, n, d) => d.fill(0)]))])],
+    ['vcpu.harvestDirtyRing', pool.ringVcpu, () => []],
+    ['vcpu.harvestDirtyRingInto', pool.ringVcpu, () => [maybe(() => new Uint32Array(r.int(4))), maybe(() => new BigUint64Array(r.int(4)))]],
     ['vcpu.running', pool.vcpu, 'get'],
     // GuestMemory
     ['GuestMemory.allocate', null, () => [maybe(() => r.pick([0x1000, 0x2000, 0x200000, 4097, 0, 2 ** 32, 2 ** 33, 2 ** 40])), r.chance(0.5) ? undefined : maybe(() => obj({ hugePages: () => r.pick([true, false, 'hugetlb', 'yes']) }))], { holder: () => L.GuestMemory, member: 'allocate', after: 'close' }],
@@ -498,6 +531,7 @@ async function child() {
         }
       }
       if (after === 'close') result?.close?.();
+      else if (after === 'remove') result?.remove?.();
       else if (after === 'keep' && result && typeof result.close === 'function') pool.closers.push(() => result.close());
       else if (after === 'respond' && result && typeof result.respond === 'function') {
         const val = maybe(() => r.pick([0, 1, [1, 2], 0xffn, 2 ** 40, [300]]));

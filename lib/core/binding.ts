@@ -31,11 +31,39 @@ export interface NativeVm {
   ): bigint;
   createVcpu(id: number): NativeVcpu;
   slots(): NativeSlot[];
+  createIrqchip(): void;
+  getIrqchip(chipId: number): Uint8Array;
+  setIrqchip(chipId: number, bytes: Uint8Array): void;
+  irqLine(irq: number, level: number): number;
+  setGsiRouting(entries: object[]): void;
+  createPit2(flags: number): void;
+  getPit2(): Uint8Array;
+  setPit2(bytes: Uint8Array): void;
+  getClock(): Uint8Array;
+  setClock(bytes: Uint8Array): void;
+  setMsrFilter(flags: number, ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[]): void;
   readonly slotGeneration: number;
   getDirtyLog(slot: number, bitmap: Uint8Array): void;
   clearDirtyLog(slot: number, firstPage: bigint | number, numPages: number, bitmap: Uint8Array): void;
   enableCap(cap: number, args: (bigint | number)[]): number;
   getStatsFd(): number;
+  close(): void;
+  // eventfds and rings (native/eventfd.cc, native/rings.cc)
+  ioeventfd(eventfd: NativeEventFd, address: bigint, length: number, flags: number, datamatch: bigint): void;
+  irqfd(eventfd: NativeEventFd, gsi: number, flags: number, resample?: NativeEventFd): void;
+  coalescedZone(register: boolean, address: bigint, size: number, pio: boolean): void;
+  enableDirtyRing(bytes: number, acqRel: boolean): void;
+  resetDirtyRings(): number;
+  readonly dirtyRingBytes: number;
+}
+
+/** @internal An eventfd (native/eventfd.cc). */
+export interface NativeEventFd {
+  readonly fd: number;
+  readonly pending: number;
+  write(value: bigint): void;
+  read(): bigint | undefined;
+  wait(): Promise<bigint>;
   close(): void;
 }
 
@@ -62,6 +90,7 @@ export interface NativeSlot {
 /** @internal */
 export interface NativeVcpu {
   readonly fd: number;
+  harvestDirtyRing(slots: Uint32Array, offsets: BigUint64Array): number; // native/rings.cc
   readonly id: number;
   readonly running: boolean;
   readonly kickHandle: bigint;
@@ -78,6 +107,14 @@ export interface NativeVcpu {
   nmi(): void;
   smi(): void;
   enableCap(cap: number, args: bigint[]): number;
+  setSyncRegs(mask: number): void;
+  completePendingIo(): void;
+  getSynced(kind: 'regs'): import('./regs').Regs;
+  getSynced(kind: 'sregs'): import('./regs').Sregs;
+  getSynced(kind: 'events'): Uint8Array;
+  setSynced(kind: 'regs', regs: object): void;
+  setSynced(kind: 'sregs', sregs: object): void;
+  setSynced(kind: 'events', bytes: Uint8Array): void;
   readonly runBuffer: ArrayBuffer;
   run(timeoutMs?: number): number;
   runAsync(): Promise<number>;
@@ -120,6 +157,8 @@ export interface Binding {
   runLayout: Record<string, number>;
   stateLayouts: Record<string, Record<string, number>>;
   constants: Record<string, number>;
+  EventFd: new () => NativeEventFd;
+  ringLayouts: Record<string, number>;
 }
 
 const root = join(__dirname, '..', '..'); // dist/core or lib/core -> the package

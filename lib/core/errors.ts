@@ -68,6 +68,12 @@ function hintFor(code: string, syscall: string, detail: string): string {
       return 'guest memory could not be accessed';
     case 'munmap:EBUSY':
       return 'KVM still maps this memory';
+    case 'KVM_GET_DIRTY_LOG:ENXIO':
+    case 'KVM_CLEAR_DIRTY_LOG:ENXIO':
+      return 'the VM uses the dirty ring (vm.enableDirtyRing()), which replaces the bitmap: read dirty pages with vcpu.harvestDirtyRing()';
+    case 'KVM_IRQFD:EAGAIN':
+    case 'KVM_IRQFD:EINVAL':
+      return 'irqfds need the in-kernel irqchip: call vm.createIrqchip() (before creating vCPUs)';
   }
   if (code === 'EBUSY') return 'wait for the run in flight to finish';
   return '';

@@ -60,13 +60,55 @@ export interface SystemEventExit {
 }
 /** An exception that KVM reflected to user space (`KVM_EXIT_EXCEPTION`). */
 export interface ExceptionExit { reason: 'exception'; exception: number; errorCode: number }
+/** A hypercall KVM forwards (`KVM_EXIT_HYPERCALL`, with `KVM_CAP_EXIT_HYPERCALL`): answer with {@link HypercallExit.respond}. */
+export interface HypercallExit {
+  reason: 'hypercall';
+  nr: bigint;
+  args: bigint[];
+  /** Bit 0: the guest was in 64-bit mode. */
+  flags: number;
+  /** The value the guest's hypercall returns (in rax). */
+  respond(ret: bigint | number): void;
+}
+/** A `rdmsr` KVM forwards (`KVM_EXIT_X86_RDMSR`, with `KVM_CAP_X86_USER_SPACE_MSR`). */
+export interface RdmsrExit {
+  reason: 'rdmsr';
+  index: number;
+  /** Why it came to user space: `KVM_MSR_EXIT_REASON_*` (1 invalid, 2 unknown, 4 filter). */
+  why: number;
+  /** Answer with the value, or with `error: true` to inject #GP. */
+  respond(value: bigint | number | { error: true }): void;
+}
+/** A `wrmsr` KVM forwards (`KVM_EXIT_X86_WRMSR`). */
+export interface WrmsrExit {
+  reason: 'wrmsr';
+  index: number;
+  why: number;
+  value: bigint;
+  /** Refuse the write: the guest gets #GP. */
+  fail(): void;
+}
+/** The guest ended a level-triggered interrupt on the IOAPIC (`KVM_EXIT_IOAPIC_EOI`, split irqchip). */
+export interface IoapicEoiExit { reason: 'ioapic_eoi'; vector: number }
+/** A guest access to the TPR (`KVM_EXIT_TPR_ACCESS`). */
+export interface TprAccessExit { reason: 'tpr_access'; rip: bigint; isWrite: boolean }
+/** An access KVM could not serve from memory (`KVM_EXIT_MEMORY_FAULT`, guest_memfd). */
+export interface MemoryFaultExit { reason: 'memory_fault'; flags: bigint; gpa: bigint; size: bigint }
+/** KVM noticed the guest made no progress (`KVM_EXIT_NOTIFY`, `KVM_CAP_X86_NOTIFY_VMEXIT`). */
+export interface NotifyExit { reason: 'notify'; flags: number }
+/** Exits without fields of their own. */
+export interface SimpleExit {
+  reason: 'irq_window_open' | 'set_tpr' | 'nmi' | 'dirty_ring_full' | 'ap_reset_hold' | 'bus_lock' | 'hyperv' | 'xen';
+}
+
 /** Any other exit; `exitReason` is the raw `KVM_EXIT_*` number. */
 export interface UnknownExit { reason: 'unknown'; exitReason: number; hardwareReason: bigint }
 
 /** Every VM exit, discriminated by `reason`. */
 export type VmExit =
   | IoExit | MmioExit | HltExit | ShutdownExit | IntrExit | FailEntryExit
-  | InternalErrorExit | DebugExit | SystemEventExit | ExceptionExit | UnknownExit;
+  | InternalErrorExit | DebugExit | SystemEventExit | ExceptionExit | HypercallExit | RdmsrExit | WrmsrExit
+  | IoapicEoiExit | TprAccessExit | MemoryFaultExit | NotifyExit | SimpleExit | UnknownExit;
 
 const L = binding.runLayout as Record<string, number>;
 const at = (name: string): number => {
@@ -83,7 +125,22 @@ const OFF = {
   internalNdata: at('internalNdata'), internalData: at('internalData'), debugException: at('debugException'),
   debugPc: at('debugPc'), debugDr6: at('debugDr6'), debugDr7: at('debugDr7'),
   systemEventType: at('systemEventType'), systemEventNdata: at('systemEventNdata'),
-  systemEventData: at('systemEventData'),
+  systemEventData: at('systemEventData'), hypercallNr: at('hypercallNr'), hypercallArgs: at('hypercallArgs'),
+  hypercallRet: at('hypercallRet'), hypercallFlags: at('hypercallFlags'), tprAccessRip: at('tprAccessRip'),
+  tprAccessIsWrite: at('tprAccessIsWrite'), eoiVector: at('eoiVector'), msrError: at('msrError'),
+  msrReason: at('msrReason'), msrIndex: at('msrIndex'), msrData: at('msrData'), notifyFlags: at('notifyFlags'),
+  exitUnion: at('exitUnion'),
+};
+
+const SIMPLE: Record<number, SimpleExit['reason']> = {
+  [ExitReason.IRQ_WINDOW_OPEN]: 'irq_window_open',
+  [ExitReason.SET_TPR]: 'set_tpr',
+  [ExitReason.NMI]: 'nmi',
+  [ExitReason.DIRTY_RING_FULL]: 'dirty_ring_full',
+  [ExitReason.AP_RESET_HOLD]: 'ap_reset_hold',
+  [ExitReason.X86_BUS_LOCK]: 'bus_lock',
+  [ExitReason.HYPERV]: 'hyperv',
+  [ExitReason.XEN]: 'xen',
 };
 
 // kvm_run's header and exit union: what decodeExit may read.
@@ -123,6 +180,17 @@ function writeLE(bytes: Uint8Array, offset: number, size: number, value: bigint)
     bytes[offset + i] = Number(value & 0xffn);
     value >>= 8n;
   }
+}
+
+// A 64-bit register value given as signed (a negative errno) or unsigned.
+function signedOrUnsigned64(v: unknown, name: string): bigint {
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw outOfRange(name, 'a safe integer', v);
+    return BigInt.asUintN(64, BigInt(v));
+  }
+  if (typeof v !== 'bigint') throw invalidArgType(name, 'of type bigint or number', v);
+  if (v < -(1n << 63n) || v >= 1n << 64n) throw outOfRange(name, '>= -(2n ** 63n) && < 2n ** 64n', v);
+  return BigInt.asUintN(64, v);
 }
 
 function u64s(view: DataView, offset: number, count: number): bigint[] {
@@ -223,7 +291,57 @@ export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
         exception: view.getUint32(OFF.exException, true),
         errorCode: view.getUint32(OFF.exErrorCode, true),
       };
-    default:
+    case ExitReason.HYPERCALL:
+      return {
+        reason: 'hypercall',
+        nr: view.getBigUint64(OFF.hypercallNr, true),
+        args: u64s(view, OFF.hypercallArgs, 6),
+        flags: view.getUint32(OFF.hypercallFlags, true),
+        respond(ret) {
+          view.setBigUint64(OFF.hypercallRet, signedOrUnsigned64(ret, 'ret'), true);
+        },
+      };
+    case ExitReason.X86_RDMSR:
+      return {
+        reason: 'rdmsr',
+        index: view.getUint32(OFF.msrIndex, true),
+        why: view.getUint32(OFF.msrReason, true),
+        respond(value) {
+          if (typeof value === 'object' && value !== null && (value as { error?: unknown }).error === true) {
+            view.setUint8(OFF.msrError, 1);
+            return;
+          }
+          view.setUint8(OFF.msrError, 0);
+          view.setBigUint64(OFF.msrData, validateU64(value, 'value'), true);
+        },
+      };
+    case ExitReason.X86_WRMSR:
+      return {
+        reason: 'wrmsr',
+        index: view.getUint32(OFF.msrIndex, true),
+        why: view.getUint32(OFF.msrReason, true),
+        value: view.getBigUint64(OFF.msrData, true),
+        fail() {
+          view.setUint8(OFF.msrError, 1);
+        },
+      };
+    case ExitReason.IOAPIC_EOI:
+      return { reason: 'ioapic_eoi', vector: view.getUint8(OFF.eoiVector) };
+    case ExitReason.TPR_ACCESS:
+      return { reason: 'tpr_access', rip: view.getBigUint64(OFF.tprAccessRip, true), isWrite: view.getUint32(OFF.tprAccessIsWrite, true) !== 0 };
+    case ExitReason.NOTIFY:
+      return { reason: 'notify', flags: view.getUint32(OFF.notifyFlags, true) };
+    case ExitReason.MEMORY_FAULT:
+      return {
+        reason: 'memory_fault',
+        flags: view.getBigUint64(OFF.exitUnion, true),
+        gpa: view.getBigUint64(OFF.exitUnion + 8, true),
+        size: view.getBigUint64(OFF.exitUnion + 16, true),
+      };
+    default: {
+      const simple = SIMPLE[reason];
+      if (simple) return { reason: simple };
       return { reason: 'unknown', exitReason: reason, hardwareReason: view.getBigUint64(OFF.hwExitReason, true) };
+    }
   }
 }

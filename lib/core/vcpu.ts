@@ -9,6 +9,7 @@ import { constants as osConstants } from 'node:os';
 import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64, validateUint8Array } from './validate';
 import { binding } from './binding';
 import type { Vm } from './vm';
+import { drainCoalesced, harvestDirtyRing, harvestDirtyRingInto, type CoalescedCallback, type CoalescedWrite, type DirtyGfn } from './rings';
 
 /** What `KVM_TRANSLATE` says of a linear address. */
 export interface Translation {
@@ -328,6 +329,53 @@ export class Vcpu {
     return this.native.enableCap(cap, validateArray(args, 'args', 4).map((a, i) => validateU64(a, `args[${i}]`)));
   }
 
+  /**
+   * Turns `sync_regs` on or off: at every exit KVM writes the chosen state
+   * into the shared `kvm_run` area, where {@link Vcpu.syncedRegs} and
+   * friends read it without an ioctl; `setSynced*` writes go back the same
+   * way at the next run. Needs `KVM_CAP_SYNC_REGS`.
+   */
+  syncRegs(which: { regs?: boolean; sregs?: boolean; events?: boolean }): void {
+    const o = validateObject(which, 'which', ['regs', 'sregs', 'events']);
+    let mask = 0;
+    if (own(o, 'regs') !== undefined && validateBoolean(o.regs, 'which.regs')) mask |= 1;
+    if (own(o, 'sregs') !== undefined && validateBoolean(o.sregs, 'which.sregs')) mask |= 2;
+    if (own(o, 'events') !== undefined && validateBoolean(o.events, 'which.events')) mask |= 4;
+    this.native.setSyncRegs(mask);
+  }
+
+  /** The registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `regs`). */
+  syncedRegs(): Regs {
+    return this.native.getSynced('regs');
+  }
+
+  /** Writes registers into `kvm_run` for the next run to load; fields left out keep the synced values. */
+  setSyncedRegs(regs: RegsInput): void {
+    this.native.setSynced('regs', validateRegs(regs));
+  }
+
+  /** The special registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `sregs`). */
+  syncedSregs(): Sregs {
+    return this.native.getSynced('sregs');
+  }
+
+  /** Writes special registers into `kvm_run` for the next run to load. */
+  setSyncedSregs(sregs: SregsInput): void {
+    this.native.setSynced('sregs', validateSregs(sregs));
+  }
+
+  /** The vCPU events KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `events`). */
+  syncedVcpuEvents(): VcpuEvents {
+    return decodeEvents(this.native.getSynced('events'));
+  }
+
+  /** Writes vCPU events into `kvm_run` for the next run to load; fields left out keep the synced values. */
+  setSyncedVcpuEvents(events: VcpuEventsInput): void {
+    const b = this.native.getSynced('events');
+    encodeEvents(b, events);
+    this.native.setSynced('events', b);
+  }
+
   /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
   openStats(): KvmStats {
     return new KvmStats(this.native.getStatsFd());
@@ -387,6 +435,41 @@ export class Vcpu {
   /** Same as {@link Vcpu.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  // --- rings (lib/core/rings.ts) ---
+
+  /**
+   * Reads and consumes the writes queued in the coalesced MMIO/PIO ring
+   * ({@link Vm.addCoalescedZone}), oldest first. The ring is the VM's,
+   * seen through every vCPU: drain it from one place, after a run and
+   * before handling the run's exit. Without a callback, returns them as
+   * objects; with one, calls it per write (its `data` is a reused buffer:
+   * no object per write) and returns the count.
+   */
+  drainCoalesced(): CoalescedWrite[];
+  drainCoalesced(callback: CoalescedCallback): number;
+  drainCoalesced(callback?: CoalescedCallback): CoalescedWrite[] | number {
+    return drainCoalesced(this.native, callback);
+  }
+
+  /**
+   * The pages this vCPU dirtied since the last harvest, from its dirty ring
+   * ({@link Vm.enableDirtyRing}), in the order it dirtied them (a page can
+   * appear more than once). Each is marked harvested; call
+   * {@link Vm.resetDirtyRings} to re-arm them. Safe during a `runAsync`.
+   */
+  harvestDirtyRing(): DirtyGfn[] {
+    return harvestDirtyRing(this.native, this.vm.native);
+  }
+
+  /**
+   * {@link Vcpu.harvestDirtyRing} into caller-owned arrays, allocating
+   * nothing: fills up to `min(slots.length, offsets.length)` entries and
+   * returns how many. Call again while it fills them all.
+   */
+  harvestDirtyRingInto(slots: Uint32Array, offsets: BigUint64Array): number {
+    return harvestDirtyRingInto(this.native, this.vm.native, slots, offsets);
   }
 
   #decode(): VmExit {

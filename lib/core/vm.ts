@@ -6,9 +6,13 @@ import { argError, KvmError } from './errors';
 import { GuestMemory, PAGE_SIZE } from './memory';
 import { constants } from 'node:os';
 import { MemFlag } from './constants';
-import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateLength, validateObject, validateOptions, validateU32, validateU64 } from './validate';
+import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateInteger, validateLength, validateObject, validateOneOf, validateOptions, validateU32, validateU64, validateUint8Array } from './validate';
 import { MemorySlot } from './slot';
+import { restoreVm, snapshotVm, type Restored, type Snapshot } from './snapshot';
+import { decodeClock, decodeIoapic, decodePic, decodePit, encodeClock, IrqChip, type ClockData, type IoapicState, type PicState, type PitState } from './irqchip';
 import { Vcpu } from './vcpu';
+import { addIoEventFd, addIrqFd, type IoEventFd, type IoEventFdOptions, type IrqFd, type IrqFdOptions } from './eventfd';
+import { addCoalescedZone, checkDirtyRingSize, type CoalescedZone, type CoalescedZoneOptions } from './rings';
 
 /** Where and how {@link Vm.addSlot} maps memory into the guest. */
 export interface SlotOptions {
@@ -26,6 +30,19 @@ export interface SlotOptions {
   slot?: number;
 }
 
+/** A route of {@link Vm.setGsiRouting}: a GSI to an irqchip pin, or to an MSI message. */
+export type GsiRoute =
+  | { gsi: number; irqchip: (typeof IrqChip)[keyof typeof IrqChip]; pin: number }
+  | { gsi: number; msi: { address: bigint | number; data: number } };
+
+/** What {@link Vm.setMsrFilter} takes: ranges of MSRs whose reads and/or writes KVM handles. */
+export interface MsrFilter {
+  /** Deny every MSR no range allows (default: allow). */
+  defaultDeny?: boolean;
+  /** Up to 16 ranges: `bitmap` has a bit per MSR from `base` (1: allowed); no bitmap: all denied. */
+  ranges?: { base: number; nmsrs: number; read?: boolean; write?: boolean; bitmap?: Uint8Array }[];
+}
+
 /**
  * A virtual machine (a KVM VM fd). Made by {@link Kvm.createVm}. Closing it
  * closes its vCPUs first, then the VM, and only then lets go of the memory
@@ -38,6 +55,9 @@ export class Vm {
   #generation = -1;
   #nextVcpuId = 0;
   #manualProtect = false;
+  readonly #vcpus: Vcpu[] = [];
+  #irqchip = false;
+  #pit = false;
   #maxVcpuId: number | undefined;
   #memslots: { perSpace: number; spaces: number } | undefined;
 
@@ -191,6 +211,135 @@ export class Vm {
     return this.#manualProtect;
   }
 
+  /**
+   * `KVM_CREATE_IRQCHIP`: the in-kernel PIC pair, IOAPIC and (for vCPUs
+   * created afterwards) local APICs. Then `hlt` no longer exits: the vCPU
+   * waits in the kernel for an interrupt.
+   */
+  createIrqchip(): void {
+    this.native.createIrqchip();
+    this.#irqchip = true;
+  }
+
+  /** True after {@link Vm.createIrqchip}. */
+  get hasIrqchip(): boolean {
+    return this.#irqchip;
+  }
+
+  /** True after {@link Vm.createPit}. */
+  get hasPit(): boolean {
+    return this.#pit;
+  }
+
+  /** The vCPUs created in this VM and not closed, by id. */
+  get vcpus(): Vcpu[] {
+    return this.#vcpus.filter((v) => v.fd >= 0).sort((a, b) => a.id - b.id);
+  }
+
+  /** `KVM_GET_IRQCHIP` for the PIC master or slave. */
+  getPic(chip: typeof IrqChip.PIC_MASTER | typeof IrqChip.PIC_SLAVE): PicState {
+    return decodePic(this.native.getIrqchip(validateOneOf(chip, 'chip', [IrqChip.PIC_MASTER, IrqChip.PIC_SLAVE])));
+  }
+
+  /** `KVM_GET_IRQCHIP` for the IOAPIC. */
+  getIoapic(): IoapicState {
+    return decodeIoapic(this.native.getIrqchip(IrqChip.IOAPIC));
+  }
+
+  /** `KVM_SET_IRQCHIP`: restores a chip from the `raw` bytes a get returned. */
+  setIrqchip(chip: (typeof IrqChip)[keyof typeof IrqChip], raw: Uint8Array): void {
+    this.native.setIrqchip(validateOneOf(chip, 'chip', Object.values(IrqChip)), validateUint8Array(raw, 'raw'));
+  }
+
+  /**
+   * `KVM_IRQ_LINE_STATUS`: drives interrupt line `irq` (a GSI) high or low.
+   * Returns the kernel's delivery status: > 0 delivered, 0 masked or
+   * coalesced, < 0 ignored.
+   */
+  irqLine(irq: number, level: boolean): number {
+    return this.native.irqLine(validateInteger(irq, 'irq', 0, 0xffffffff), validateBoolean(level, 'level') ? 1 : 0);
+  }
+
+  /**
+   * `KVM_SET_GSI_ROUTING`: replaces the whole GSI routing table. Each entry
+   * routes a GSI to a pin of an irqchip or to an MSI message.
+   */
+  setGsiRouting(entries: readonly GsiRoute[]): void {
+    const list = validateArray(entries, 'entries', 4096).map((e, i) => {
+      const o = validateObject(e, `entries[${i}]`, ['gsi', 'irqchip', 'pin', 'msi']);
+      const gsi = validateInteger(o.gsi, `entries[${i}].gsi`, 0, 0xffffffff);
+      if (own(o, 'msi') !== undefined) {
+        const m = validateObject(o.msi, `entries[${i}].msi`, ['address', 'data']);
+        const address = validateU64(m.address, `entries[${i}].msi.address`);
+        return { gsi, type: 2, addressLo: Number(address & 0xffffffffn), addressHi: Number(address >> 32n), data: validateInteger(m.data, `entries[${i}].msi.data`, 0, 0xffffffff) };
+      }
+      return { gsi, type: 1, irqchip: validateOneOf(o.irqchip, `entries[${i}].irqchip`, Object.values(IrqChip)), pin: validateInteger(o.pin, `entries[${i}].pin`, 0, 23) };
+    });
+    this.native.setGsiRouting(list);
+  }
+
+  /** `KVM_CREATE_PIT2`: the in-kernel i8254 timer on ports 0x40-0x43 (needs the irqchip first). */
+  createPit(options: { speakerDummy?: boolean } = {}): void {
+    const o = validateOptions(options, 'options', ['speakerDummy']);
+    this.native.createPit2(own(o, 'speakerDummy') !== undefined && validateBoolean(o.speakerDummy, 'options.speakerDummy') ? 1 : 0);
+    this.#pit = true;
+  }
+
+  /** `KVM_GET_PIT2`. */
+  getPit(): PitState {
+    return decodePit(this.native.getPit2());
+  }
+
+  /** `KVM_SET_PIT2` from the `raw` bytes {@link Vm.getPit} returned. */
+  setPit(raw: Uint8Array): void {
+    this.native.setPit2(validateUint8Array(raw, 'raw'));
+  }
+
+  /** `KVM_GET_CLOCK`: the guest's kvmclock, in nanoseconds. */
+  getClock(): ClockData {
+    return decodeClock(this.native.getClock());
+  }
+
+  /** `KVM_SET_CLOCK`: sets the guest's kvmclock (`clock` in nanoseconds; `flags` as `KVM_CLOCK_*`). */
+  setClock(clock: Partial<ClockData>): void {
+    this.native.setClock(encodeClock(clock));
+  }
+
+  /**
+   * `KVM_X86_SET_MSR_FILTER`: which MSR reads and writes KVM handles. A
+   * denied access exits to user space as `rdmsr`/`wrmsr` once
+   * `KVM_CAP_X86_USER_SPACE_MSR` is enabled with the FILTER reason (see
+   * {@link Vm.enableUserSpaceMsr}); `ranges` allow what their bitmaps set.
+   */
+  setMsrFilter(filter: MsrFilter): void {
+    const o = validateObject(filter, 'filter', ['defaultDeny', 'ranges']);
+    const deny = own(o, 'defaultDeny') !== undefined && validateBoolean(o.defaultDeny, 'filter.defaultDeny');
+    const ranges = validateArray(own(o, 'ranges') ?? [], 'filter.ranges', 16).map((r, i) => {
+      const x = validateObject(r, `filter.ranges[${i}]`, ['base', 'nmsrs', 'read', 'write', 'bitmap']);
+      const nmsrs = validateInteger(x.nmsrs, `filter.ranges[${i}].nmsrs`, 1, 0x600 * 8);
+      const bitmap = own(x, 'bitmap') === undefined ? new Uint8Array(Math.ceil(nmsrs / 8)) : validateUint8Array(x.bitmap, `filter.ranges[${i}].bitmap`);
+      const read = own(x, 'read') !== undefined && validateBoolean(x.read, `filter.ranges[${i}].read`);
+      const write = own(x, 'write') !== undefined && validateBoolean(x.write, `filter.ranges[${i}].write`);
+      if (!read && !write) throw invalidArgValue(`filter.ranges[${i}]`, r, 'must apply to read, write or both');
+      return { flags: (read ? 1 : 0) | (write ? 2 : 0), base: validateInteger(x.base, `filter.ranges[${i}].base`, 0, 0xffffffff), nmsrs, bitmap };
+    });
+    this.native.setMsrFilter(deny ? 1 : 0, ranges);
+  }
+
+  /**
+   * Enables `KVM_CAP_X86_USER_SPACE_MSR`: MSR accesses KVM would answer
+   * with #GP (`unknown`), that are invalid (`invalid`) or that the filter
+   * denies (`filter`) exit as `rdmsr`/`wrmsr` for JavaScript to answer.
+   */
+  enableUserSpaceMsr(reasons: { unknown?: boolean; invalid?: boolean; filter?: boolean }): void {
+    const o = validateObject(reasons, 'reasons', ['unknown', 'invalid', 'filter']);
+    let mask = 0;
+    if (own(o, 'invalid') !== undefined && validateBoolean(o.invalid, 'reasons.invalid')) mask |= 1;
+    if (own(o, 'unknown') !== undefined && validateBoolean(o.unknown, 'reasons.unknown')) mask |= 2;
+    if (own(o, 'filter') !== undefined && validateBoolean(o.filter, 'reasons.filter')) mask |= 4;
+    this.enableCap(Cap.X86_USER_SPACE_MSR, [mask]);
+  }
+
   /** Creates a vCPU (`KVM_CREATE_VCPU`); ids default to 0, 1, 2... */
   createVcpu(id?: number): Vcpu {
     const vcpuId = id === undefined ? this.#nextVcpuId : validateU32(id, 'id');
@@ -199,7 +348,29 @@ export class Vm {
     if (vcpuId >= this.#maxVcpuId) throw outOfRange('id', `< ${this.#maxVcpuId} (KVM_CAP_MAX_VCPU_ID)`, vcpuId);
     const vcpu = new Vcpu(this.native.createVcpu(vcpuId), this);
     this.#nextVcpuId = Math.max(this.#nextVcpuId, vcpuId + 1);
+    for (let i = this.#vcpus.length - 1; i >= 0; i--) if (this.#vcpus[i]!.fd < 0) this.#vcpus.splice(i, 1);
+    this.#vcpus.push(vcpu);
     return vcpu;
+  }
+
+  /**
+   * Saves the whole VM: every vCPU's state (after completing any I/O the
+   * last exit left pending), the in-kernel irqchip and PIT, the clock and
+   * the slot layout, as one JSON-serialisable description, and a copy of
+   * each slot's memory. No vCPU may be running. {@link Vm.restore} brings it
+   * back in a new VM.
+   */
+  snapshot(): Snapshot {
+    return snapshotVm(this, this.kvm);
+  }
+
+  /**
+   * A new VM in `kvm` from a {@link Vm.snapshot}: memory, slots, irqchip,
+   * PIT, vCPUs (state restored in the order KVM needs) and clock. The
+   * guest goes on from where the snapshot was taken.
+   */
+  static restore(kvm: Kvm, snapshot: Snapshot): Restored {
+    return restoreVm(kvm, snapshot);
   }
 
   /** Closes the vCPUs, the VM and releases the slots' memory. Idempotent. */
@@ -211,6 +382,73 @@ export class Vm {
   /** Same as {@link Vm.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  // --- eventfds and rings (lib/core/eventfd.ts, lib/core/rings.ts) ---
+
+  /**
+   * `KVM_IOEVENTFD`: a guest write of `length` bytes to `address` (a port
+   * with `pio`; with `datamatch`, only of that value) signals `eventfd`
+   * and the vCPU goes on without an exit: a doorbell. Checked before the
+   * ioctl: the length, the port range, that `datamatch` fits in `length`
+   * bytes. `remove()` (or closing the EventFd) undoes it.
+   */
+  ioeventfd(options: IoEventFdOptions): IoEventFd {
+    return addIoEventFd(this.native, options);
+  }
+
+  /**
+   * `KVM_IRQFD`: each write to `eventfd` raises GSI `gsi` in the in-kernel
+   * irqchip ({@link Vm.createIrqchip} first, else a `KvmError` EAGAIN).
+   * `remove()` (or closing the EventFd) undoes it.
+   */
+  irqfd(options: IrqFdOptions): IrqFd {
+    return addIrqFd(this.native, options);
+  }
+
+  /**
+   * `KVM_REGISTER_COALESCED_MMIO`: guest writes to `[address, address +
+   * size)` (ports with `pio`) are queued in a ring instead of exiting; read
+   * them with {@link Vcpu.drainCoalesced}. For write bursts to device
+   * registers (frame buffers, logs); reads still exit.
+   */
+  addCoalescedZone(options: CoalescedZoneOptions): CoalescedZone {
+    return addCoalescedZone(this.native, options);
+  }
+
+  /**
+   * Turns on the dirty ring (`KVM_CAP_DIRTY_LOG_RING`, the `_ACQ_REL` form
+   * where KVM has it): each vCPU gets a ring of `bytes` / 16 entries where
+   * KVM lists the pages it dirties in slots with `LOG_DIRTY_PAGES`; read
+   * them with {@link Vcpu.harvestDirtyRing}, then
+   * {@link Vm.resetDirtyRings}. Only before the first vCPU is created.
+   * Replaces the bitmap: {@link MemorySlot.getDirtyLog} then fails with
+   * `ENXIO`. When a ring fills, its vCPU's run exits (`KVM_EXIT_DIRTY_RING_FULL`)
+   * until it is harvested and reset.
+   */
+  enableDirtyRing(bytes: number): void {
+    validateU32(bytes, 'bytes');
+    if (this.#nextVcpuId > 0) {
+      throw argError('the dirty ring must be enabled before the VM\'s first vCPU is created (KVM refuses it afterwards)');
+    }
+    if (this.native.dirtyRingBytes !== 0) throw argError(`the dirty ring is already enabled (${this.native.dirtyRingBytes} bytes per vCPU)`);
+    const acqRel = checkDirtyRingSize(this.native, bytes, 'bytes');
+    this.native.enableDirtyRing(bytes, acqRel);
+  }
+
+  /** The dirty ring's size per vCPU in bytes; 0 without {@link Vm.enableDirtyRing}. */
+  get dirtyRingBytes(): number {
+    return this.native.dirtyRingBytes;
+  }
+
+  /**
+   * `KVM_RESET_DIRTY_RINGS`: write-protects again the pages harvested
+   * from every vCPU's ring (so their next write is logged again) and frees
+   * their entries. Returns how many entries were reset.
+   */
+  resetDirtyRings(): number {
+    if (this.native.fd >= 0 && this.native.dirtyRingBytes === 0) throw argError('the VM has no dirty ring; call vm.enableDirtyRing() before creating vCPUs');
+    return this.native.resetDirtyRings();
   }
 
   // Slot ids as KVM_SET_USER_MEMORY_REGION takes them: address space in the

@@ -2,7 +2,7 @@
 // benchmarks, the host probe and examples all build it here.
 import { Kvm } from '../core/kvm';
 import { GuestMemory } from '../core/memory';
-import { outOfRange, own, validateArray, validateInstance, validateInteger, validateLength, validateOptions } from '../core/validate';
+import { outOfRange, own, validateArray, validateBoolean, validateInstance, validateInteger, validateLength, validateOptions } from '../core/validate';
 import type { Vcpu } from '../core/vcpu';
 import type { Vm } from '../core/vm';
 import { setupMode } from './modes';
@@ -26,6 +26,8 @@ export interface TinyGuestOptions {
   memorySize?: number;
   /** An open {@link Kvm} to use (default: open `/dev/kvm`, closed with the guest). */
   kvm?: Kvm;
+  /** Create the in-kernel irqchip (PIC, IOAPIC, local APIC) before the vCPU, as KVM requires. */
+  irqchip?: boolean;
 }
 
 /**
@@ -38,7 +40,8 @@ export interface TinyGuestOptions {
  * ```
  */
 export function realModeGuest(code: ArrayLike<number>, options: TinyGuestOptions = {}): TinyGuest {
-  const o = validateOptions(options, 'options', ['memorySize', 'kvm']);
+  const o = validateOptions(options, 'options', ['memorySize', 'kvm', 'irqchip']);
+  const irqchip = own(o, 'irqchip') !== undefined && validateBoolean(o.irqchip, 'options.irqchip');
   const memorySize = own(o, 'memorySize') === undefined ? 0x10000 : validateLength(o.memorySize, 'options.memorySize');
   const shared = own(o, 'kvm') === undefined ? undefined : validateInstance(o.kvm, 'options.kvm', Kvm);
   const bytes = code instanceof Uint8Array ? code : Uint8Array.from(validateArray(code, 'code', 0x10000).map((b, i) => validateInteger(b, `code[${i}]`, 0, 255)));
@@ -51,6 +54,7 @@ export function realModeGuest(code: ArrayLike<number>, options: TinyGuestOptions
     memory.view(GUEST_CODE, bytes.length).set(bytes);
     vm = kvm.createVm();
     vm.addSlot({ guestPhysAddr: 0, memory });
+    if (irqchip) vm.createIrqchip();
     const vcpu = vm.createVcpu();
     setupMode(vcpu, { mode: 'real', entry: GUEST_CODE });
     const close = (): void => {

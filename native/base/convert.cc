@@ -198,6 +198,26 @@ Napi::Object RunLayout(Napi::Env env) {
   set("systemEventType", offsetof(kvm_run, system_event.type));
   set("systemEventNdata", offsetof(kvm_run, system_event.ndata));
   set("systemEventData", offsetof(kvm_run, system_event.data));
+  set("hypercallNr", offsetof(kvm_run, hypercall.nr));
+  set("hypercallArgs", offsetof(kvm_run, hypercall.args));
+  set("hypercallRet", offsetof(kvm_run, hypercall.ret));
+  set("hypercallFlags", offsetof(kvm_run, hypercall.longmode));
+  set("tprAccessRip", offsetof(kvm_run, tpr_access.rip));
+  set("tprAccessIsWrite", offsetof(kvm_run, tpr_access.is_write));
+  set("eoiVector", offsetof(kvm_run, eoi.vector));
+  set("msrError", offsetof(kvm_run, msr.error));
+  set("msrReason", offsetof(kvm_run, msr.reason));
+  set("msrIndex", offsetof(kvm_run, msr.index));
+  set("msrData", offsetof(kvm_run, msr.data));
+  set("notifyFlags", offsetof(kvm_run, notify.flags));
+  // The exit union; KVM_EXIT_MEMORY_FAULT's fields (flags, gpa, size: three
+  // u64s) are newer than some build machines' headers.
+  set("exitUnion", offsetof(kvm_run, hw));
+  set("readyForInterruptInjection", offsetof(kvm_run, ready_for_interrupt_injection));
+  set("ifFlag", offsetof(kvm_run, if_flag));
+  set("cr8", offsetof(kvm_run, cr8));
+  set("apicBase", offsetof(kvm_run, apic_base));
+  set("requestInterruptWindow", offsetof(kvm_run, request_interrupt_window));
   return o;
 }
 

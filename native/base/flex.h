@@ -72,4 +72,11 @@ constexpr unsigned long KVM_GET_XSAVE_ = _IOR(KVMIO, 0xa4, XsaveArea);
 constexpr unsigned long KVM_SET_XSAVE_ = _IOW(KVMIO, 0xa5, XsaveArea);
 constexpr unsigned long KVM_GET_XSAVE2_ = _IOR(KVMIO, 0xcf, XsaveArea);
 
+struct IrqRoutingHeader {
+  __u32 nr;
+  __u32 flags;
+};
+using IrqRoutingBuffer = FlexBuffer<IrqRoutingHeader, kvm_irq_routing_entry>;
+constexpr unsigned long KVM_SET_GSI_ROUTING_ = _IOW(KVMIO, 0x6a, IrqRoutingHeader);
+
 }  // namespace nodekvm

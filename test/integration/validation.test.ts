@@ -44,6 +44,7 @@ let vm: Vm;
 let memory: GuestMemory;
 let slot: MemorySlot;
 let vcpu: Vcpu;
+const eventfd = new lib.EventFd(); // for the eventfd surface; an idle EventFd keeps nothing alive
 
 beforeAll(() => {
   kvm = Kvm.open();
@@ -160,6 +161,23 @@ const surface: [string, fc.Arbitrary<unknown[]>, (args: unknown[]) => unknown][]
     using stats = vm.openStats();
     (stats.get as (...x: unknown[]) => unknown)(...a);
   }],
+  // eventfds and rings
+  ['eventFd.write', fc.tuple(fc.oneof(u64ish, hostile)), (a) => {
+    using e = new lib.EventFd();
+    (e.write as (...x: unknown[]) => unknown)(...a);
+  }],
+  ['vm.ioeventfd', fc.tuple(optionsOf({ address: u64ish, length: fc.oneof(fc.constantFrom(0, 1, 2, 3, 4, 8), small), datamatch: u64ish, pio: fc.oneof(fc.boolean(), hostile), eventfd: fc.oneof(fc.constant(null).map(() => eventfd), hostile) })), (a) => {
+    ((vm.ioeventfd as (...x: unknown[]) => { remove(): void })(...a)).remove();
+  }],
+  ['vm.irqfd', fc.tuple(optionsOf({ gsi: small, eventfd: fc.oneof(fc.constant(null).map(() => eventfd), hostile), resample: hostile })), (a) => {
+    ((vm.irqfd as (...x: unknown[]) => { remove(): void })(...a)).remove();
+  }],
+  ['vm.addCoalescedZone', fc.tuple(optionsOf({ address: u64ish, size: small, pio: fc.oneof(fc.boolean(), hostile) })), (a) => {
+    ((vm.addCoalescedZone as (...x: unknown[]) => { remove(): void })(...a)).remove();
+  }],
+  ['vm.enableDirtyRing', fc.tuple(fc.oneof(small, fc.constantFrom(4096, 0x10000, 2 ** 20, 2 ** 21))), (a) => (vm.enableDirtyRing as (...x: unknown[]) => unknown)(...a)],
+  ['vcpu.drainCoalesced', fc.tuple(fc.oneof(fc.constant(undefined), fc.constant(() => {}), hostile)), (a) => (vcpu.drainCoalesced as (...x: unknown[]) => unknown)(...a)],
+  ['vcpu.harvestDirtyRingInto', fc.tuple(fc.oneof(fc.constant(new Uint32Array(2)), hostile), fc.oneof(fc.constant(new BigUint64Array(2)), hostile)), (a) => (vcpu.harvestDirtyRingInto as (...x: unknown[]) => unknown)(...a)],
 ];
 
 describe('every public function validates its arguments', () => {

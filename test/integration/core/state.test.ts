@@ -130,3 +130,23 @@ describe('vCPU state round trips', () => {
     expect(catchError(() => g.vcpu.enableCap(0))).toMatchObject({ code: 'EINVAL', syscall: 'KVM_ENABLE_CAP' });
   });
 });
+
+describe('sync_regs', () => {
+  it('hands registers over through kvm_run at each exit, both ways', () => {
+    // inc ax; out 0x80, al; inc ax; out 0x80, al; hlt
+    using g = realModeGuest([0x40, 0xe6, 0x80, 0x40, 0xe6, 0x80, 0xf4]);
+    if (g.vm.checkExtension(Cap.SYNC_REGS) === 0) expect.fail('KVM_CAP_SYNC_REGS is 0 on this KVM');
+    g.vcpu.setRegs({ rax: 0x10 });
+    g.vcpu.syncRegs({ regs: true, sregs: true, events: true });
+    expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', value: 0x11 });
+    // What KVM wrote at the exit equals what the ioctls say.
+    expect(g.vcpu.syncedRegs().rax).toBe(0x11n);
+    expect(g.vcpu.syncedRegs()).toEqual(g.vcpu.getRegs());
+    expect(g.vcpu.syncedSregs().cs).toEqual(g.vcpu.getSregs().cs);
+    expect(g.vcpu.syncedVcpuEvents()).toEqual(g.vcpu.getVcpuEvents());
+    // A write through kvm_run reaches the guest at the next run.
+    g.vcpu.setSyncedRegs({ rax: 0x40 });
+    expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', value: 0x41 });
+    expect(g.vcpu.syncedRegs().rax).toBe(0x41n);
+  });
+});
