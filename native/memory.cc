@@ -54,6 +54,7 @@ Napi::Function Memory::Define(Napi::Env env) {
                          InstanceAccessor<&Memory::GetAddress>("address"),
                          InstanceAccessor<&Memory::GetPins>("slotCount"),
                          InstanceAccessor<&Memory::GetKind>("kind"),
+                         InstanceAccessor<&Memory::GetAliased>("aliased"),
                          InstanceAccessor<&Memory::GetClosed>("closed"),
                          InstanceMethod<&Memory::View>("view"),
                          InstanceMethod<&Memory::Close>("close"),
@@ -237,6 +238,10 @@ Napi::Value Memory::GetPins(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), kind_ == Kind::kMapped && mapping_ ? mapping_->pins.load() : *pins_);
 }
 
+Napi::Value Memory::GetAliased(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), kind_ != Kind::kMapped && mapping_ != nullptr);
+}
+
 Napi::Value Memory::GetKind(const Napi::CallbackInfo& info) {
   static const char* const names[] = {"mapped", "arraybuffer", "shared", "wasm"};
   return Napi::String::New(info.Env(), names[static_cast<int>(kind_)]);
@@ -260,8 +265,12 @@ void Memory::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   if (kind_ == Kind::kMapped) {
     // Detaching cuts JavaScript off; the pages go when the last holder
-    // (a buffer's finalizer, an alias, a slot) drops its reference.
-    if (!buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
+    // (a buffer's finalizer, an alias, a slot) drops its reference. A
+    // buffer marked untransferable cannot be detached on Node 24 (V8 aborts
+    // the process): lib/ says so with detach = false, and it keeps the pages
+    // until it is garbage-collected.
+    bool detach = !info[0].IsBoolean() || info[0].As<Napi::Boolean>().Value();
+    if (detach && !buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
     for (auto& w : windows_) {
       Napi::ArrayBuffer ab = w.Value();
       if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();

@@ -50,6 +50,7 @@ class Memory : public Napi::ObjectWrap<Memory> {
   Napi::Value GetAddress(const Napi::CallbackInfo& info);
   Napi::Value GetPins(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
+  Napi::Value GetAliased(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
   Napi::Value View(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);

@@ -135,7 +135,11 @@ Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
     int err = errno;
     if (err != EINTR) throw SysError(env, err, "KVM_RUN");
     if (kicked || (deadline != 0 && MonotonicNs() >= deadline)) break;
-    if (watch.reason.exchange(SyncRun::kNone) != SyncRun::kTick) break;  // someone else's signal
+    int why = watch.reason.exchange(SyncRun::kNone);
+    // Before its deadline a run goes on through an EINTR that was no kick:
+    // some kernels return one with no signal delivered (io_uring task work
+    // after a child process, seen with Node 22's libuv).
+    if (why != SyncRun::kTick && deadline == 0) break;
     // A tick from the watchdog: go on unless this environment is going away.
     if (!EnvAlive(env)) return Napi::Value();
   }

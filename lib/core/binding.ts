@@ -138,8 +138,9 @@ export interface NativeMemory {
   readonly slotCount: number;
   readonly kind: 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
   readonly closed: boolean;
+  readonly aliased: boolean;
   view(offset: number, length: number): ArrayBuffer;
-  close(): void;
+  close(detach?: boolean): void;
 }
 
 /** @internal */

@@ -1,4 +1,8 @@
+import * as workerThreads from 'node:worker_threads';
 import { markAsUntransferable } from 'node:worker_threads';
+
+// Node >= 21; on Node 20 no buffer is ever undetachable.
+const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (b: object) => boolean }).isMarkedAsUntransferable;
 import { binding, type NativeMemory } from './binding';
 import { constants } from 'node:os';
 import { KvmError } from './errors';
@@ -105,7 +109,9 @@ export class GuestMemory {
     if (source instanceof ArrayBuffer) {
       if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
       const native = new binding.Memory('arraybuffer', source, new Uint8Array(source));
-      markAsUntransferable(source);
+      // Addon-mapped pages are pinned by the alias itself; marking that
+      // buffer would make it undetachable (Node 24) for its owner's close().
+      if (!native.aliased) markAsUntransferable(source);
       return new GuestMemory(native);
     }
     if (ArrayBuffer.isView(source)) {
@@ -115,7 +121,7 @@ export class GuestMemory {
       }
       if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
       const native = new binding.Memory('arraybuffer', source.buffer, view);
-      markAsUntransferable(source.buffer);
+      if (!native.aliased) markAsUntransferable(source.buffer);
       return new GuestMemory(native, source.byteOffset);
     }
     throw invalidArgType('source', 'an instance of ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or an ArrayBufferView', source);
@@ -188,7 +194,9 @@ export class GuestMemory {
    * Idempotent.
    */
   close(): void {
-    this.native.close();
+    const b = this.native.closed ? undefined : this.native.buffer;
+    // Node 24 cannot detach a buffer marked untransferable (by anyone).
+    this.native.close(!(b instanceof ArrayBuffer && isMarkedAsUntransferable?.(b)));
   }
 
   /** Same as {@link GuestMemory.close}, for `using`. */
