@@ -14,7 +14,7 @@ export { IrqChip, type PicState, type IoapicState, type PitState, type PitChanne
 export { Vcpu, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunOptions, type RunAsyncOptions } from './core/vcpu';
 export { GuestMemory, PAGE_SIZE, MAX_VIEW, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './core/memory';
 export { MemorySlot } from './core/slot';
-export type { Snapshot, VmSnapshot, VcpuSnapshot, Restored } from './core/snapshot';
+export type { Snapshot, SnapshotOptions, VmSnapshot, VcpuSnapshot, Restored } from './core/snapshot';
 export { KvmError } from './core/errors';
 export { Cap, ExitReason, MemFlag, SystemEventType, KVM_API_VERSION } from './core/constants';
 export type {
@@ -23,7 +23,7 @@ export type {
   WrmsrExit, IoapicEoiExit, TprAccessExit, MemoryFaultExit, NotifyExit, SimpleExit,
 } from './core/exits';
 export { decodeExit } from './core/exits';
-export type { Regs, RegsInput, Sregs, SregsInput, Segment, DescriptorTable } from './core/regs';
+export type { Regs, RegsInput, Sregs, SregsInput, Segment, DescriptorTable, Numeric } from './core/regs';
 export { probeKvm, describeKvm, type KvmProbe, type VendorModule } from './inspect/host';
 export type { CpuidEntry } from './core/cpuid';
 export { CR0, CR4, EFER, FLAT, SELECTOR, encodeDescriptor, decodeDescriptor, segmentFor, flatGdt, type SegmentDescriptor } from './guest/x86';

@@ -52,7 +52,8 @@ export interface Sregs {
   interruptBitmap: [bigint, bigint, bigint, bigint];
 }
 
-type Numeric<T> = { [K in keyof T]?: T[K] extends bigint ? bigint | number : T[K] };
+/** A struct whose bigint fields also take safe integers. */
+export type Numeric<T> = { [K in keyof T]?: T[K] extends bigint ? bigint | number : T[K] };
 
 /**
  * What {@link Vcpu.setSregs} accepts: any subset, down to single segment

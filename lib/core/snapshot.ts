@@ -7,9 +7,11 @@ import type { MsrEntry, StateKind } from './binding';
 import type { CpuidEntry } from './cpuid';
 import { KvmError } from './errors';
 import { IrqChip } from './irqchip';
-import { GuestMemory, MAX_VIEW } from './memory';
+import { MemFlag } from './constants';
+import { GuestMemory, MAX_VIEW, PAGE_SIZE } from './memory';
+import type { MemorySlot } from './slot';
 import type { Kvm } from './kvm';
-import { invalidArgValue, validateArray, validateInteger, validateObject, validateString, validateUint8Array } from './validate';
+import { invalidArgValue, own, validateArray, validateBoolean, validateInteger, validateObject, validateOptions, validateString, validateUint8Array } from './validate';
 import type { Vcpu } from './vcpu';
 import type { Vm } from './vm';
 
@@ -29,7 +31,13 @@ export interface VmSnapshot {
   format: 'node-kvm-snapshot';
   version: 1;
   /** Each slot; `memory` indexes the memory images handed out with the snapshot. */
-  slots: { id: number; guestPhysAddr: string; size: number; flags: number; memory: number }[];
+  slots: { id: number; guestPhysAddr: string; size: number; flags: number; memory: number; pages?: number[] }[];
+  /**
+   * True for an incremental snapshot: each slot's memory image holds only
+   * the pages in its `pages` (4 KiB each, in that order), those written since
+   * the previous snapshot. Restore it on top of the snapshots before it.
+   */
+  incremental: boolean;
   irqchip?: { picMaster: string; picSlave: string; ioapic: string };
   pit?: string;
   /** The kvmclock's nanoseconds at the snapshot (hex). */
@@ -71,8 +79,32 @@ function copyOut(memory: GuestMemory, offset: number, size: number): Uint8Array 
   return out;
 }
 
+/** Options for {@link Vm.snapshot}. */
+export interface SnapshotOptions {
+  /**
+   * Only the pages written since the previous snapshot, from the dirty log:
+   * every slot must log dirty pages (`MemFlag.LOG_DIRTY_PAGES`). A full
+   * snapshot resets those slots' logs, so that the next incremental one
+   * starts from it.
+   */
+  incremental?: boolean;
+}
+
+// The slot's dirty pages since the last read, and resets its log.
+function takeDirtyPages(vm: Vm, slot: MemorySlot): number[] {
+  const log = slot.getDirtyLog();
+  if (vm.manualDirtyLogProtect) slot.clearDirtyLog(log);
+  return log.pages();
+}
+
 /** @internal See {@link Vm.snapshot}. */
-export function snapshotVm(vm: Vm, kvm: Kvm): Snapshot {
+export function snapshotVm(vm: Vm, kvm: Kvm, options: SnapshotOptions = {}): Snapshot {
+  const o = validateOptions(options, 'options', ['incremental']);
+  const incremental = own(o, 'incremental') !== undefined && validateBoolean(o.incremental, 'options.incremental');
+  if (incremental) {
+    const plain = vm.slots.find((s) => !(s.flags & MemFlag.LOG_DIRTY_PAGES));
+    if (plain) throw invalidArgValue('options.incremental', true, `needs every slot to log dirty pages; slot ${plain.id} does not (setFlags(MemFlag.LOG_DIRTY_PAGES) before the full snapshot)`);
+  }
   const vcpus = vm.vcpus;
   const busy = vcpus.find((v) => v.running);
   if (busy) throw new KvmError(osConstants.errno.EBUSY, 'KVM_RUN', `vCPU ${busy.id} is running; await or kick it before a snapshot`);
@@ -81,12 +113,22 @@ export function snapshotVm(vm: Vm, kvm: Kvm): Snapshot {
   const msrList = kvm.getMsrIndexList();
   const memory: Uint8Array[] = [];
   const slots = vm.slots.map((s) => {
-    memory.push(copyOut(s.memory, s.offset, s.size));
-    return { id: s.id, guestPhysAddr: `0x${s.guestPhysAddr.toString(16)}`, size: s.size, flags: s.flags, memory: memory.length - 1 };
+    const base = { id: s.id, guestPhysAddr: `0x${s.guestPhysAddr.toString(16)}`, size: s.size, flags: s.flags, memory: memory.length };
+    if (!incremental) {
+      if (s.flags & MemFlag.LOG_DIRTY_PAGES) takeDirtyPages(vm, s); // the next incremental starts here
+      memory.push(copyOut(s.memory, s.offset, s.size));
+      return base;
+    }
+    const pages = takeDirtyPages(vm, s);
+    const image = new Uint8Array(pages.length * PAGE_SIZE);
+    pages.forEach((p, i) => image.set(s.view(p * PAGE_SIZE, PAGE_SIZE), i * PAGE_SIZE));
+    memory.push(image);
+    return { ...base, pages };
   });
   const description: VmSnapshot = {
     format: 'node-kvm-snapshot',
     version: 1,
+    incremental,
     slots,
     clock: `0x${vm.getClock().clock.toString(16)}`,
     vcpus: vcpus.map((v) => {
@@ -128,13 +170,34 @@ export interface Restored {
 }
 
 /** @internal See {@link Vm.restore}. */
-export function restoreVm(kvm: Kvm, snapshot: Snapshot): Restored {
-  const s = validateObject(snapshot, 'snapshot', ['description', 'memory']);
-  const d = validateObject(s.description, 'snapshot.description');
-  if (d.format !== 'node-kvm-snapshot' || d.version !== 1) {
-    throw invalidArgValue('snapshot.description', d.format, 'is not a node-kvm snapshot of version 1');
+export function restoreVm(kvm: Kvm, snapshots: Snapshot | readonly Snapshot[]): Restored {
+  const chain = Array.isArray(snapshots) ? validateArray(snapshots, 'snapshots') : [snapshots];
+  if (chain.length === 0) throw invalidArgValue('snapshots', snapshots, 'must hold at least the full snapshot');
+  const parsed = chain.map((snapshot, k) => {
+    const s = validateObject(snapshot, `snapshots[${k}]`, ['description', 'memory']);
+    const d = validateObject(s.description, `snapshots[${k}].description`);
+    if (d.format !== 'node-kvm-snapshot' || d.version !== 1) {
+      throw invalidArgValue(`snapshots[${k}].description`, d.format, 'is not a node-kvm snapshot of version 1');
+    }
+    if ((d.incremental === true) !== (k > 0)) {
+      throw invalidArgValue(`snapshots[${k}]`, d.incremental, k === 0 ? 'must be a full snapshot' : 'must be an incremental snapshot, taken after the one before it');
+    }
+    const images = validateArray(s.memory, `snapshots[${k}].memory`).map((m, i) => validateUint8Array(m, `snapshots[${k}].memory[${i}]`));
+    return { d, images };
+  });
+  const d = parsed[parsed.length - 1]!.d;
+  // The full images, with every later snapshot's pages laid over them.
+  const images = parsed[0]!.images.map((m) => m.slice());
+  const baseSlots = (parsed[0]!.d as unknown as VmSnapshot).slots;
+  for (const { d: later, images: pageImages } of parsed.slice(1)) {
+    for (const slot of (later as unknown as VmSnapshot).slots) {
+      const full = baseSlots.find((b) => b.id === slot.id && b.size === slot.size);
+      if (!full || !slot.pages) throw invalidArgValue('snapshots', slot.id, 'hold a slot layout that changed between snapshots');
+      const target = images[full.memory]!;
+      const src = pageImages[slot.memory]!;
+      slot.pages.forEach((p, i) => target.set(src.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), p * PAGE_SIZE));
+    }
   }
-  const images = validateArray(s.memory, 'snapshot.memory').map((m, i) => validateUint8Array(m, `snapshot.memory[${i}]`));
   const vm = kvm.createVm();
   const memories: GuestMemory[] = [];
   const skippedMsrs: number[] = [];
@@ -142,7 +205,7 @@ export function restoreVm(kvm: Kvm, snapshot: Snapshot): Restored {
     const desc = d as unknown as VmSnapshot;
     if (desc.irqchip) vm.createIrqchip();
     if (desc.pit !== undefined) vm.createPit();
-    (validateArray(desc.slots, 'snapshot.description.slots') as VmSnapshot['slots']).forEach((slot, i) => {
+    baseSlots.forEach((slot, i) => {
       const image = images[validateInteger(slot.memory, `snapshot.description.slots[${i}].memory`, 0, images.length - 1)]!;
       if (image.length !== slot.size) throw invalidArgValue(`snapshot.memory[${slot.memory}]`, image.length, `must be ${slot.size} bytes, the slot's size`);
       const memory = GuestMemory.allocate(slot.size);

@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { MemFlag } from './constants';
 import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateInteger, validateLength, validateObject, validateOneOf, validateOptions, validateU32, validateU64, validateUint8Array } from './validate';
 import { MemorySlot } from './slot';
-import { restoreVm, snapshotVm, type Restored, type Snapshot } from './snapshot';
+import { restoreVm, snapshotVm, type Restored, type Snapshot, type SnapshotOptions } from './snapshot';
 import { decodeClock, decodeIoapic, decodePic, decodePit, encodeClock, IrqChip, type ClockData, type IoapicState, type PicState, type PitState } from './irqchip';
 import { Vcpu } from './vcpu';
 import { addIoEventFd, addIrqFd, type IoEventFd, type IoEventFdOptions, type IrqFd, type IrqFdOptions } from './eventfd';
@@ -360,17 +360,18 @@ export class Vm {
    * each slot's memory. No vCPU may be running. {@link Vm.restore} brings it
    * back in a new VM.
    */
-  snapshot(): Snapshot {
-    return snapshotVm(this, this.kvm);
+  snapshot(options: SnapshotOptions = {}): Snapshot {
+    return snapshotVm(this, this.kvm, options);
   }
 
   /**
    * A new VM in `kvm` from a {@link Vm.snapshot}: memory, slots, irqchip,
    * PIT, vCPUs (state restored in the order KVM needs) and clock. The
-   * guest goes on from where the snapshot was taken.
+   * guest goes on from where the snapshot was taken. Give a full snapshot
+   * and the incremental ones after it, in order, to restore the last.
    */
-  static restore(kvm: Kvm, snapshot: Snapshot): Restored {
-    return restoreVm(kvm, snapshot);
+  static restore(kvm: Kvm, snapshots: Snapshot | readonly Snapshot[]): Restored {
+    return restoreVm(kvm, snapshots);
   }
 
   /** Closes the vCPUs, the VM and releases the slots' memory. Idempotent. */

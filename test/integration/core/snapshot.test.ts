@@ -3,7 +3,7 @@
 // final registers equal the original's.
 import { describe, expect, it } from 'vitest';
 import { snapshotDemo } from '../../../examples/snapshot';
-import { IrqChip, Vm, setupMode, type Vcpu } from '../../../lib';
+import { IrqChip, MemFlag, Vm, setupMode, type Vcpu } from '../../../lib';
 import { realModeGuest, runToExit } from '../helpers';
 
 // Long mode: count ecx 0..19 printing each on port 0xE9, then hlt.
@@ -60,5 +60,27 @@ describe('snapshots', () => {
     expect(copy.vm.getPic(IrqChip.PIC_MASTER).irr & (1 << 3)).toBe(1 << 3);
     expect(copy.vm.getPit().raw.subarray(0, 72)).toEqual(g.vm.getPit().raw.subarray(0, 72).map((b, i) => (i % 24 >= 16 ? copy.vm.getPit().raw[i]! : b)));
     expect(copy.vcpus[0]!.getLapic()[0x20 + 3]).toBe(0);
+  });
+
+  it('takes incremental snapshots from the dirty log, and a chain restores the latest state', () => {
+    // xor cx, cx; next: mov ax, cx; mov [0x3000], cl; out 0xe9, al; inc cx; cmp cx, 20; jne next; hlt
+    using g = realModeGuest([0x31, 0xc9, 0x89, 0xc8, 0x88, 0x0e, 0x00, 0x30, 0xe6, 0xe9, 0x41, 0x83, 0xf9, 0x14, 0x75, 0xf2, 0xf4]);
+    expect(() => g.vm.snapshot({ incremental: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    g.vm.slots[0]!.setFlags(MemFlag.LOG_DIRTY_PAGES);
+    for (let i = 0; i < 5; i++) runToExit(g.vcpu);
+    const full = g.vm.snapshot();
+    for (let i = 5; i < 10; i++) expect(runToExit(g.vcpu)).toMatchObject({ value: i });
+    const delta = g.vm.snapshot({ incremental: true });
+    // Only what the guest wrote since the full snapshot: the page at 0x3000.
+    const pages = delta.description.slots[0]!.pages!;
+    expect(pages).toContain(3);
+    expect(pages.length).toBeLessThanOrEqual(2);
+    expect(delta.memory[0]!.length).toBe(pages.length * 4096);
+    const original = outputs(g.vcpu);
+    using copy = Vm.restore(g.kvm, [full, { description: JSON.parse(JSON.stringify(delta.description)), memory: delta.memory }]);
+    expect(copy.memories[0]!.bytes[0x3000]).toBe(9);
+    expect(outputs(copy.vcpus[0]!)).toEqual(original);
+    expect(copy.vcpus[0]!.getRegs()).toEqual(g.vcpu.getRegs());
+    expect(() => Vm.restore(g.kvm, [delta])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
   });
 });
