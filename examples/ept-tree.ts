@@ -1,12 +1,12 @@
 // Runs a guest that touches a few pages, records how KVM's TDP MMU mapped
 // them (kvmmmu tracepoints; needs root), and draws the EPT/NPT tree as text
 // and SVG. Without tracing it draws the tree the geometry predicts.
-//   node -r ./scripts/ts-register.cjs examples/ept-tree.ts [out-dir] [--huge]
+//   npx tsx examples/ept-tree.ts [out-dir] [--huge]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   MmuTrace, describeKvm, predictTree, probeKvm, rebuildMmuTree, renderMmuSvg, renderMmuText, traceUnavailable, type MmuPage,
-} from '../lib';
+} from 'node-kvm';
 import { DATA, Toucher } from './toucher';
 
 /** Pages the guest writes, as offsets into its data slot: across three 2 MiB regions. */
@@ -49,10 +49,16 @@ if (require.main === module) {
   const args = process.argv.slice(2);
   const out = args.find((a) => !a.startsWith('--')) ?? '.';
   const huge = args.includes('--huge');
-  const pic = drawEptTree(huge);
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'ept-tree.txt'), pic.text);
-  writeFileSync(join(out, 'ept-tree.svg'), pic.svg);
-  process.stdout.write(pic.text);
-  console.log(`wrote ${join(out, 'ept-tree.txt')} and ${join(out, 'ept-tree.svg')}`);
+  try {
+    const pic = drawEptTree(huge);
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'ept-tree.txt'), pic.text);
+    writeFileSync(join(out, 'ept-tree.svg'), pic.svg);
+    process.stdout.write(pic.text);
+    console.log(`wrote ${join(out, 'ept-tree.txt')} and ${join(out, 'ept-tree.svg')}`);
+  } catch (e) {
+    // No usable /dev/kvm, say: the error names what is missing.
+    console.error(`ept-tree: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
 }

@@ -1,6 +1,6 @@
 // A real-mode guest that prints a greeting to port 0xE9 and halts.
 // Run: npm run example  (needs a usable /dev/kvm; without one: node sandbox/cli.mjs -- npm run example)
-import { GUEST_CODE, realModeGuest } from '../lib';
+import { GUEST_CODE, realModeGuest } from 'node-kvm';
 
 /** Where the guest's code is loaded (guest-physical). */
 export const LOAD_ADDR = GUEST_CODE;

@@ -1,7 +1,7 @@
 // Snapshots a running guest and restores it into a second VM: both go on
 // from the same point and print the same rest of the count.
 //   npx tsx examples/snapshot.ts
-import { Vm, realModeGuest, type Vcpu } from '../lib';
+import { Vm, realModeGuest, type Vcpu } from 'node-kvm';
 
 // Real mode: prints '0'..'9' on port 0xE9, one character per exit, then halts.
 //   xor cx, cx; next: mov ax, cx; add al, '0'; out 0xe9, al; inc cx; cmp cx, 10; jne next; hlt

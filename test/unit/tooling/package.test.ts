@@ -66,6 +66,7 @@ const addonMapped = `require('node:fs').readFileSync('/proc/self/maps', 'utf8').
 
 beforeAll(() => {
   tarball = process.env.NODE_KVM_PACKED ?? '';
+  if (tarball.startsWith('error:')) throw new Error(tarball.slice(6).trim());
   if (!tarball) {
     const out = ok(run(process.execPath, [join(root, 'scripts/pack.mjs'), tmp], root));
     tarball = out.trim().split('\n').at(-1) ?? '';
@@ -135,7 +136,9 @@ describe('the packed package', () => {
         using vcpu = vm.createVcpu();
         return vcpu.run();
       }\n`;
-    for (const f of files) writeFileSync(join(app, f), use);
+    // node-kvm/sandbox is ESM only: imported where the importer is ESM.
+    const sandbox = `import { runInSandbox } from 'node-kvm/sandbox';\nexport const boot: typeof runInSandbox = runInSandbox;\n`;
+    for (const f of files) writeFileSync(join(app, f), f.endsWith('.cts') ? use : use + sandbox);
     writeFileSync(join(app, `deep-${name}.ts`), `import { Vcpu } from 'node-kvm/dist/core/vcpu';\nexport const v: unknown = Vcpu;\n`);
     writeFileSync(join(app, `tsconfig.${name}.json`), JSON.stringify({
       compilerOptions: {
