@@ -115,16 +115,9 @@ Napi::Value Kvm::GetMsrIndexList(const Napi::CallbackInfo& info) {
 // getMsrs(indices): KVM_GET_MSRS on /dev/kvm, the feature MSRs.
 Napi::Value Kvm::GetMsrs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array indices = ReadArray(info[0], "indices", 4096);
-  int fd = Fd("KVM_GET_MSRS");
   MsrsBuffer msrs;
-  uint32_t n = indices.Length();
-  msrs.Reserve(n);
-  msrs.header()->nmsrs = n;
-  for (uint32_t i = 0; i < n; i++) {
-    msrs.entries()[i] = kvm_msr_entry{ReadU32(indices.Get(i), "indices[" + std::to_string(i) + "]"), 0, 0};
-  }
-  int got = CheckedIoctl(env, fd, Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs.arg());
+  MsrIndicesFromJs(info[0], msrs);
+  int got = CheckedIoctl(env, Fd("KVM_GET_MSRS"), Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs.arg());
   return MsrEntriesToJs(env, msrs.entries(), static_cast<uint32_t>(got));
 }
 

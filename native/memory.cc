@@ -265,12 +265,10 @@ void Memory::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   if (kind_ == Kind::kMapped) {
     // Detaching cuts JavaScript off; the pages go when the last holder
-    // (a buffer's finalizer, an alias, a slot) drops its reference. A
-    // buffer marked untransferable cannot be detached on Node 24 (V8 aborts
-    // the process): lib/ says so with detach = false, and it keeps the pages
-    // until it is garbage-collected.
-    bool detach = !info[0].IsBoolean() || info[0].As<Napi::Boolean>().Value();
-    if (detach && !buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
+    // (a buffer's finalizer, an alias, a slot) drops its reference. (This
+    // buffer is never marked untransferable by node-kvm: on Node 24 a marked
+    // buffer cannot be detached, and V8 would abort.)
+    if (!buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
     for (auto& w : windows_) {
       Napi::ArrayBuffer ab = w.Value();
       if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();

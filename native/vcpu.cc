@@ -328,15 +328,8 @@ void Vcpu::SetNestedState(const Napi::CallbackInfo& info) {
 // cannot read, so the result may be shorter than the list.
 Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array indices = ReadArray(info[0], "indices", 4096);
-  int fd = Fd("KVM_GET_MSRS");
-  uint32_t n = indices.Length();
-  msrs_.Reserve(n);
-  msrs_.header()->nmsrs = n;
-  for (uint32_t i = 0; i < n; i++) {
-    msrs_.entries()[i] = kvm_msr_entry{ReadU32(indices.Get(i), "indices[" + std::to_string(i) + "]"), 0, 0};
-  }
-  int got = CheckedIoctl(env, fd, Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs_.arg());
+  MsrIndicesFromJs(info[0], msrs_);
+  int got = CheckedIoctl(env, Fd("KVM_GET_MSRS"), Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs_.arg());
   return MsrEntriesToJs(env, msrs_.entries(), static_cast<uint32_t>(got));
 }
 
@@ -344,15 +337,8 @@ Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
 // the first the kernel refuses).
 Napi::Value Vcpu::SetMsrs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array entries = ReadArray(info[0], "entries", 4096);
-  int fd = Fd("KVM_SET_MSRS");
-  uint32_t n = entries.Length();
-  msrs_.Reserve(n);
-  msrs_.header()->nmsrs = n;
-  for (uint32_t i = 0; i < n; i++) {
-    MsrEntryFromJs(ReadObject(entries.Get(i), "entries[" + std::to_string(i) + "]"), msrs_.entries()[i], i);
-  }
-  return Napi::Number::New(env, CheckedIoctl(env, fd, Ioctl{KVM_SET_MSRS_, "KVM_SET_MSRS"}, msrs_.arg()));
+  MsrEntriesFromJs(info[0], msrs_);
+  return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_SET_MSRS"), Ioctl{KVM_SET_MSRS_, "KVM_SET_MSRS"}, msrs_.arg()));
 }
 
 // getCpuid(): KVM_GET_CPUID2, sized by the kernel's own count.

@@ -140,7 +140,7 @@ export interface NativeMemory {
   readonly closed: boolean;
   readonly aliased: boolean;
   view(offset: number, length: number): ArrayBuffer;
-  close(detach?: boolean): void;
+  close(): void;
 }
 
 /** @internal */

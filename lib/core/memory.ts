@@ -1,8 +1,4 @@
-import * as workerThreads from 'node:worker_threads';
 import { markAsUntransferable } from 'node:worker_threads';
-
-// Node >= 21; on Node 20 no buffer is ever undetachable.
-const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (b: object) => boolean }).isMarkedAsUntransferable;
 import { binding, type NativeMemory } from './binding';
 import { constants } from 'node:os';
 import { KvmError } from './errors';
@@ -194,9 +190,7 @@ export class GuestMemory {
    * Idempotent.
    */
   close(): void {
-    const b = this.native.closed ? undefined : this.native.buffer;
-    // Node 24 cannot detach a buffer marked untransferable (by anyone).
-    this.native.close(!(b instanceof ArrayBuffer && isMarkedAsUntransferable?.(b)));
+    this.native.close();
   }
 
   /** Same as {@link GuestMemory.close}, for `using`. */

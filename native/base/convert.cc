@@ -155,9 +155,26 @@ Napi::Array MsrEntriesToJs(Napi::Env env, const kvm_msr_entry* entries, uint32_t
   return out;
 }
 
-void MsrEntryFromJs(const Napi::Object& o, kvm_msr_entry& e, uint32_t index) {
-  std::string name = "entries[" + std::to_string(index) + "]";
-  e = kvm_msr_entry{ReadU32(o.Get("index"), name + ".index"), 0, ReadU64(o.Get("value"), name + ".value")};
+void MsrIndicesFromJs(const Napi::Value& indices, MsrsBuffer& msrs) {
+  Napi::Array list = ReadArray(indices, "indices", 4096);
+  uint32_t n = list.Length();
+  msrs.Reserve(n);
+  msrs.header()->nmsrs = n;
+  for (uint32_t i = 0; i < n; i++) {
+    msrs.entries()[i] = kvm_msr_entry{ReadU32(list.Get(i), "indices[" + std::to_string(i) + "]"), 0, 0};
+  }
+}
+
+void MsrEntriesFromJs(const Napi::Value& entries, MsrsBuffer& msrs) {
+  Napi::Array list = ReadArray(entries, "entries", 4096);
+  uint32_t n = list.Length();
+  msrs.Reserve(n);
+  msrs.header()->nmsrs = n;
+  for (uint32_t i = 0; i < n; i++) {
+    std::string name = "entries[" + std::to_string(i) + "]";
+    Napi::Object o = ReadObject(list.Get(i), name);
+    msrs.entries()[i] = kvm_msr_entry{ReadU32(o.Get("index"), name + ".index"), 0, ReadU64(o.Get("value"), name + ".value")};
+  }
 }
 
 Napi::Object TranslationToJs(Napi::Env env, const kvm_translation& t) {

@@ -5,6 +5,8 @@
 #include <linux/kvm.h>
 #include <napi.h>
 
+#include "flex.h"
+
 namespace nodekvm {
 
 Napi::Object RegsToJs(Napi::Env env, const kvm_regs& r);
@@ -16,9 +18,11 @@ void SregsFromJs(const Napi::Object& o, kvm_sregs& s);
 Napi::Object CpuidEntryToJs(Napi::Env env, const kvm_cpuid_entry2& e);
 void CpuidEntryFromJs(const Napi::Object& o, kvm_cpuid_entry2& e, uint32_t index);
 
-// MSRs as { index, value } with the value a bigint.
+// MSRs as { index, value } with the value a bigint. The readers fill a
+// kvm_msrs buffer from an array of indices or of entries.
 Napi::Array MsrEntriesToJs(Napi::Env env, const kvm_msr_entry* entries, uint32_t count);
-void MsrEntryFromJs(const Napi::Object& o, kvm_msr_entry& e, uint32_t index);
+void MsrIndicesFromJs(const Napi::Value& indices, MsrsBuffer& msrs);
+void MsrEntriesFromJs(const Napi::Value& entries, MsrsBuffer& msrs);
 
 Napi::Object TranslationToJs(Napi::Env env, const kvm_translation& t);
 

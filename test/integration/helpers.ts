@@ -1,5 +1,7 @@
 // Shared set-up for tests that run real guests on real KVM.
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { GUEST_CODE, type Vcpu } from '../../lib';
 
 /** Guest-physical address where test programs are loaded. */
@@ -29,4 +31,24 @@ export function catchError(f: () => unknown): unknown {
     return e;
   }
   throw new Error('expected an error, got none');
+}
+
+/** The built library, as a child process `require`s it. */
+export const LIB = JSON.stringify(join(__dirname, '../../dist/index.js'));
+
+/**
+ * Script text that defines `k` (the library) and `guest(code)`: a real-mode
+ * vCPU about to run `code` at 0x1000, built from the library's own fixture.
+ * For child processes and workers, where a crash or a hang must not take
+ * the test runner with it.
+ */
+export const CHILD_GUEST = `
+  const k = require(${LIB});
+  function guest(code) {
+    return k.realModeGuest(code).vcpu;
+  }`;
+
+/** Runs `script` in a child Node (with --expose-gc) and returns what it printed and how it ended. */
+export function runNode(script: string, timeout = 60_000) {
+  return spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout });
 }

@@ -1,9 +1,8 @@
 // kvm-test: smoke
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestMemory, Kvm, KvmError, type Vm } from '../../../lib';
-import { catchError, openFds, realModeGuest, runToExit } from '../helpers';
+import { CHILD_GUEST, catchError, openFds, realModeGuest, runNode, runToExit } from '../helpers';
 
 const HLT = [0xf4];
 
@@ -96,21 +95,8 @@ function registerScratch(vm: Vm, firstByte: number): WeakRef<object> {
 // Teardown runs finalizers in any order; these run in child processes so
 // that a crash shows as an exit code instead of taking the test runner down.
 describe('process and worker teardown', () => {
-  const lib = JSON.stringify(join(__dirname, '../../../dist/index.js'));
-  const node = (script: string) => spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
-  const guest = `
-    const k = require(${lib});
-    function guest(code) {
-      const kvm = k.Kvm.open();
-      const vm = kvm.createVm();
-      const memory = k.GuestMemory.allocate(0x10000);
-      memory.bytes.set(code, 0x1000);
-      vm.addSlot({ guestPhysAddr: 0, memory });
-      const vcpu = vm.createVcpu();
-      vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
-      vcpu.setRegs({ rip: 0x1000, rflags: 2 });
-      return vcpu;
-    }`;
+  const node = runNode;
+  const guest = CHILD_GUEST;
 
   it('exits cleanly with vCPUs that ran on their threads and were never closed', () => {
     // Kept reachable, so that only teardown finalizes them.

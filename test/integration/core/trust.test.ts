@@ -1,29 +1,15 @@
 // kvm-test: smoke
 // The promises of issue "Trustworthy on every KVM": memory that is never
 // freed under KVM, runs that always end, kicks that report what happened.
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CR0, GuestMemory, Kvm, MAX_VIEW, MemFlag, probeKvm, runUntilHalt, runUntilHaltAsync, setupMode } from '../../../lib';
-import { CODE, catchError, realModeGuest, runToExit } from '../helpers';
+import { CHILD_GUEST, CODE, LIB, catchError, realModeGuest, runNode, runToExit } from '../helpers';
 
 const SPIN = [0xeb, 0xfe]; // jmp $
-const lib = JSON.stringify(join(__dirname, '../../../dist/index.js'));
-const node = (script: string, timeout = 60_000) =>
-  spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout });
-const guestJs = `
-  const k = require(${lib});
-  function guest(code) {
-    const kvm = k.Kvm.open();
-    const vm = kvm.createVm();
-    const memory = k.GuestMemory.allocate(0x10000);
-    memory.bytes.set(code, 0x1000);
-    vm.addSlot({ guestPhysAddr: 0, memory });
-    const vcpu = vm.createVcpu();
-    vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
-    vcpu.setRegs({ rip: 0x1000, rflags: 2 });
-    return vcpu;
-  }`;
+const lib = LIB;
+const node = runNode;
+const guestJs = CHILD_GUEST;
 
 describe('guest memory of any size', () => {
   it('runs a long-mode guest in 64 GiB that writes near its last page, and JavaScript reads it', () => {
