@@ -14,6 +14,7 @@ export { IrqChip, type PicState, type IoapicState, type PitState, type PitChanne
 export { Vcpu, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunOptions, type RunAsyncOptions } from './core/vcpu';
 export { GuestMemory, PAGE_SIZE, MAX_VIEW, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './core/memory';
 export { MemorySlot } from './core/slot';
+export { GuestMemfd } from './core/guest-memfd';
 export type { Snapshot, SnapshotOptions, VmSnapshot, VcpuSnapshot, Restored } from './core/snapshot';
 export { KvmError } from './core/errors';
 export { Cap, ExitReason, MemFlag, SystemEventType, KVM_API_VERSION } from './core/constants';

@@ -416,6 +416,16 @@ Napi::Object Constants(Napi::Env env) {
 #else
   set("KVM_EXIT_MEMORY_FAULT", 39);
 #endif
+#ifdef KVM_CAP_GUEST_MEMFD
+  set("KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD);
+#else
+  set("KVM_CAP_GUEST_MEMFD", 234);
+#endif
+#ifdef KVM_MEM_GUEST_MEMFD
+  set("KVM_MEM_GUEST_MEMFD", KVM_MEM_GUEST_MEMFD);
+#else
+  set("KVM_MEM_GUEST_MEMFD", 4);
+#endif
   set("pageSize", static_cast<double>(PageSize()));
   return o;
 }

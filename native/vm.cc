@@ -64,6 +64,7 @@ Napi::Function Vm::Define(Napi::Env env) {
                          InstanceMethod<&Vm::GetClock>("getClock"),
                          InstanceMethod<&Vm::SetClock>("setClock"),
                          InstanceMethod<&Vm::SetMsrFilter>("setMsrFilter"),
+                         InstanceMethod<&Vm::CreateGuestMemfd>("createGuestMemfd"),
                      });
 }
 
@@ -166,7 +167,21 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uintptr_t>(memory->data()) + offset;
-  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_USER_MEMORY_REGION), &region, "slot " + std::to_string(id));
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    // A guest_memfd binding: KVM_SET_USER_MEMORY_REGION2 with KVM_MEM_GUEST_MEMFD.
+    MemoryRegion2 r2{};
+    r2.slot = id;
+    r2.flags = flags | KVM_MEM_GUEST_MEMFD_;
+    r2.guest_phys_addr = gpa;
+    r2.memory_size = size;
+    r2.userspace_addr = region.userspace_addr;
+    r2.guest_memfd = static_cast<__u32>(ReadInt(info[6], "guestMemfd", 0, INT32_MAX));
+    r2.guest_memfd_offset = ReadU64(info[7], "guestMemfdOffset");
+    CheckedIoctl(env, fd, Ioctl{KVM_SET_USER_MEMORY_REGION2_, "KVM_SET_USER_MEMORY_REGION2"}, &r2, "slot " + std::to_string(id));
+    flags = r2.flags;
+  } else {
+    CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_USER_MEMORY_REGION), &region, "slot " + std::to_string(id));
+  }
   // A move or flag change of an existing slot keeps its memory (KVM refuses
   // to change the memory itself), so only a new slot pins.
   auto it = slots_.find(id);
@@ -289,6 +304,17 @@ Napi::Value Vm::GetStatsFd(const Napi::CallbackInfo& info) {
 Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
 void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
+
+// createGuestMemfd(size, flags): KVM_CREATE_GUEST_MEMFD. The caller owns
+// (and closes) the fd.
+Napi::Value Vm::CreateGuestMemfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GuestMemfdRequest req{};
+  req.size = ReadU64(info[0], "size");
+  req.flags = ReadU64(info[1], "flags");
+  int fd = Fd("KVM_CREATE_GUEST_MEMFD");
+  return Napi::Number::New(env, CheckedIoctl(env, fd, Ioctl{KVM_CREATE_GUEST_MEMFD_, "KVM_CREATE_GUEST_MEMFD"}, &req));
+}
 
 // ---- the in-kernel interrupt controllers, PIT and clock ----
 

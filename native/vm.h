@@ -64,6 +64,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value GetClock(const Napi::CallbackInfo& info);
   void SetClock(const Napi::CallbackInfo& info);
   void SetMsrFilter(const Napi::CallbackInfo& info);
+  Napi::Value CreateGuestMemfd(const Napi::CallbackInfo& info);
   void GetDirtyLog(const Napi::CallbackInfo& info);
   void ClearDirtyLog(const Napi::CallbackInfo& info);
   Napi::Value EnableCap(const Napi::CallbackInfo& info);

@@ -358,6 +358,7 @@ async function child() {
     ['vm.setTssAddr', pool.vm, () => [maybe(u64)]],
     ['vm.setIdentityMapAddr', pool.vm, () => [maybe(u64)]],
     ['vm.addSlot', pool.vm, () => [maybe(() => obj({ guestPhysAddr: gpa, memory: () => pool.memory().live, offset: page, size: page, flags: () => r.pick([0, 1, 2, 3, 4, NaN]), slot: () => r.pick([0, 1, 5, 32763, 32764, 0x10000, 2 ** 32 + 1, 1.5, NaN]) }, 0.8))]],
+    ['vm.createGuestMemfd', pool.vm, () => [maybe(() => r.pick([0x1000, 0x10000, 0, 4097, 2 ** 40]))], { after: 'close' }],
     ['vm.slots', pool.vm, 'get'],
     ['vm.findSlot', pool.vm, () => [maybe(gpa)]],
     ['vm.memoryAt', pool.vm, () => [maybe(gpa), maybe(() => r.pick([0, 1, 16, 0x1000, 0x10000, 0x10001, -1, undefined]))]],

@@ -28,7 +28,10 @@ export interface NativeVm {
     size: number | bigint,
     memory?: NativeMemory,
     offset?: number | bigint,
+    guestMemfd?: number,
+    guestMemfdOffset?: number,
   ): bigint;
+  createGuestMemfd(size: number, flags: number): number;
   createVcpu(id: number): NativeVcpu;
   slots(): NativeSlot[];
   createIrqchip(): void;

@@ -42,6 +42,7 @@ export const Cap = {
   EXIT_HYPERCALL: 201,
   XSAVE2: 208,
   USER_MEMORY2: 231,
+  GUEST_MEMFD: 234,
 } as const;
 
 /** `KVM_MEM_*` flags of a memory slot, as in `struct kvm_memory_slot`. */
@@ -50,6 +51,8 @@ export const MemFlag = {
   LOG_DIRTY_PAGES: 1 << 0,
   /** Guest writes exit as MMIO instead of changing memory (`KVM_MEM_READONLY`). */
   READONLY: 1 << 1,
+  /** The slot is bound to a guest_memfd (`KVM_MEM_GUEST_MEMFD`; set by `addSlot({ guestMemfd })`). */
+  GUEST_MEMFD: 1 << 2,
 } as const;
 
 /** `KVM_EXIT_*` numbers found in `kvm_run.exit_reason`. */

@@ -7,6 +7,7 @@ import { GuestMemory, PAGE_SIZE } from './memory';
 import { constants } from 'node:os';
 import { MemFlag } from './constants';
 import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateInteger, validateLength, validateObject, validateOneOf, validateOptions, validateU32, validateU64, validateUint8Array } from './validate';
+import { GuestMemfd } from './guest-memfd';
 import { MemorySlot } from './slot';
 import { restoreVm, snapshotVm, type Restored, type Snapshot, type SnapshotOptions } from './snapshot';
 import { decodeClock, decodeIoapic, decodePic, decodePit, encodeClock, IrqChip, type ClockData, type IoapicState, type PicState, type PitState } from './irqchip';
@@ -26,6 +27,12 @@ export interface SlotOptions {
   size?: number;
   /** `KVM_MEM_*` flags ({@link MemFlag}). Default 0. */
   flags?: number;
+  /**
+   * Bind the slot to a guest_memfd ({@link Vm.createGuestMemfd}) at
+   * `offset` as well: `KVM_SET_USER_MEMORY_REGION2` with
+   * `KVM_MEM_GUEST_MEMFD`. KVM then refuses to move or re-flag the slot.
+   */
+  guestMemfd?: { memfd: GuestMemfd; offset?: number };
   /** Slot id; default: the lowest free one. */
   slot?: number;
 }
@@ -99,7 +106,7 @@ export class Vm {
    * a `KvmError`.
    */
   addSlot(options: SlotOptions): MemorySlot {
-    const o = validateObject(options, 'options', ['guestPhysAddr', 'memory', 'offset', 'size', 'flags', 'slot']);
+    const o = validateObject(options, 'options', ['guestPhysAddr', 'memory', 'offset', 'size', 'flags', 'slot', 'guestMemfd']);
     const memory = validateInstance(own(o, 'memory'), 'options.memory', GuestMemory);
     const gpa = validateU64(own(o, 'guestPhysAddr'), 'options.guestPhysAddr');
     validateAligned(gpa, 'options.guestPhysAddr', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
@@ -131,7 +138,16 @@ export class Vm {
         );
       }
     }
-    this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
+    if (own(o, 'guestMemfd') !== undefined) {
+      const g = validateObject(o.guestMemfd, 'options.guestMemfd', ['memfd', 'offset']);
+      const memfd = validateInstance(g.memfd, 'options.guestMemfd.memfd', GuestMemfd);
+      const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
+      validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
+      if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
+      this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
+    } else {
+      this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
+    }
     this.#sync();
     return this.#slots.get(id)!;
   }
@@ -338,6 +354,18 @@ export class Vm {
     if (own(o, 'unknown') !== undefined && validateBoolean(o.unknown, 'reasons.unknown')) mask |= 2;
     if (own(o, 'filter') !== undefined && validateBoolean(o.filter, 'reasons.filter')) mask |= 4;
     this.enableCap(Cap.X86_USER_SPACE_MSR, [mask]);
+  }
+
+  /**
+   * `KVM_CREATE_GUEST_MEMFD`: memory owned by KVM, to bind to a slot with
+   * `addSlot({ ..., guestMemfd: { memfd } })` (`KVM_SET_USER_MEMORY_REGION2`
+   * with `KVM_MEM_GUEST_MEMFD`). Where a VM has no private memory its
+   * guest uses the slot's ordinary memory; the binding is what changes.
+   */
+  createGuestMemfd(size: number): GuestMemfd {
+    validateLength(size, 'size');
+    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('size', `a positive multiple of ${PAGE_SIZE}`, size);
+    return new GuestMemfd(this.native.createGuestMemfd(size, 0), size);
   }
 
   /** Creates a vCPU (`KVM_CREATE_VCPU`); ids default to 0, 1, 2... */

@@ -72,6 +72,29 @@ constexpr unsigned long KVM_GET_XSAVE_ = _IOR(KVMIO, 0xa4, XsaveArea);
 constexpr unsigned long KVM_SET_XSAVE_ = _IOW(KVMIO, 0xa5, XsaveArea);
 constexpr unsigned long KVM_GET_XSAVE2_ = _IOR(KVMIO, 0xcf, XsaveArea);
 
+// KVM_SET_USER_MEMORY_REGION2 and KVM_CREATE_GUEST_MEMFD (Linux 6.8), for
+// build machines whose headers predate them; the layout is the kernel ABI.
+struct MemoryRegion2 {
+  __u32 slot;
+  __u32 flags;
+  __u64 guest_phys_addr;
+  __u64 memory_size;
+  __u64 userspace_addr;
+  __u64 guest_memfd_offset;
+  __u32 guest_memfd;
+  __u32 pad1;
+  __u64 pad2[14];
+};
+static_assert(sizeof(MemoryRegion2) == 160, "struct kvm_userspace_memory_region2 is 160 bytes");
+struct GuestMemfdRequest {
+  __u64 size;
+  __u64 flags;
+  __u64 reserved[6];
+};
+constexpr unsigned long KVM_SET_USER_MEMORY_REGION2_ = _IOW(KVMIO, 0x49, MemoryRegion2);
+constexpr unsigned long KVM_CREATE_GUEST_MEMFD_ = _IOWR(KVMIO, 0xd4, GuestMemfdRequest);
+constexpr __u32 KVM_MEM_GUEST_MEMFD_ = 1u << 2;
+
 struct IrqRoutingHeader {
   __u32 nr;
   __u32 flags;

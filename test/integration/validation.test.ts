@@ -108,6 +108,7 @@ const surface: [string, fc.Arbitrary<unknown[]>, (args: unknown[]) => unknown][]
     (slot.setFlags as (...x: unknown[]) => void)(...a);
     slot.setFlags(0);
   }],
+  ['vm.createGuestMemfd', fc.tuple(fc.oneof(small, fc.constantFrom(0x1000, 0x10000, 4097))), (a) => (vm.createGuestMemfd as (...x: unknown[]) => { close(): void })(...a).close()],
   ['slot.view', fc.tuple(small, small), (a) => (slot.view as (...x: unknown[]) => unknown)(...a)],
   ['slot.hvaOf', fc.tuple(u64ish), (a) => (slot.hvaOf as (...x: unknown[]) => unknown)(...a)],
   ['memory.view', fc.tuple(small, small), (a) => (memory.view as (...x: unknown[]) => unknown)(...a)],
