@@ -98,3 +98,68 @@ describe('decodeExit', () => {
     expect(decodeExit(u.view, u.bytes)).toEqual({ reason: 'unknown', exitReason: 99, hardwareReason: 0n });
   });
 });
+
+describe('decodeExit: the exits KVM forwards for answers, and the rest of x86', () => {
+  it('decodes a hypercall with its arguments and writes the return value, negative errno included', () => {
+    const { view, bytes } = runArea(ExitReason.HYPERCALL);
+    view.setBigUint64(off('hypercallNr'), 12n, true);
+    [0x2000n, 1n, 0n, 0n, 0n, 0n].forEach((a, i) => view.setBigUint64(off('hypercallArgs') + 8 * i, a, true));
+    view.setUint32(off('hypercallFlags'), 1, true);
+    const exit = decodeExit(view, bytes);
+    expect(exit).toMatchObject({ reason: 'hypercall', nr: 12n, args: [0x2000n, 1n, 0n, 0n, 0n, 0n], flags: 1 });
+    if (exit.reason !== 'hypercall') throw new Error(exit.reason);
+    exit.respond(-22);
+    expect(view.getBigInt64(off('hypercallRet'), true)).toBe(-22n);
+    expect(() => exit.respond(2n ** 64n)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+  });
+
+  it('answers an rdmsr with a value or a #GP, and refuses a wrmsr', () => {
+    const rd = runArea(ExitReason.X86_RDMSR);
+    rd.view.setUint32(off('msrIndex'), 0x174, true);
+    rd.view.setUint32(off('msrReason'), 4, true);
+    const exit = decodeExit(rd.view, rd.bytes);
+    expect(exit).toMatchObject({ reason: 'rdmsr', index: 0x174, why: 4 });
+    if (exit.reason !== 'rdmsr') throw new Error(exit.reason);
+    exit.respond(0x1234n);
+    expect(rd.view.getBigUint64(off('msrData'), true)).toBe(0x1234n);
+    expect(rd.view.getUint8(off('msrError'))).toBe(0);
+    exit.respond({ error: true });
+    expect(rd.view.getUint8(off('msrError'))).toBe(1);
+    const wr = runArea(ExitReason.X86_WRMSR);
+    wr.view.setUint32(off('msrIndex'), 0x175, true);
+    wr.view.setBigUint64(off('msrData'), 0x55n, true);
+    const w = decodeExit(wr.view, wr.bytes);
+    expect(w).toMatchObject({ reason: 'wrmsr', index: 0x175, value: 0x55n });
+    if (w.reason !== 'wrmsr') throw new Error(w.reason);
+    w.fail();
+    expect(wr.view.getUint8(off('msrError'))).toBe(1);
+  });
+
+  it('decodes ioapic_eoi, tpr_access, notify, memory_fault and the field-less reasons', () => {
+    const eoi = runArea(ExitReason.IOAPIC_EOI);
+    eoi.view.setUint8(off('eoiVector'), 0x31);
+    expect(decodeExit(eoi.view, eoi.bytes)).toEqual({ reason: 'ioapic_eoi', vector: 0x31 });
+    const tpr = runArea(ExitReason.TPR_ACCESS);
+    tpr.view.setBigUint64(off('tprAccessRip'), 0x1000n, true);
+    tpr.view.setUint32(off('tprAccessIsWrite'), 1, true);
+    expect(decodeExit(tpr.view, tpr.bytes)).toEqual({ reason: 'tpr_access', rip: 0x1000n, isWrite: true });
+    const notify = runArea(ExitReason.NOTIFY);
+    notify.view.setUint32(off('notifyFlags'), 1, true);
+    expect(decodeExit(notify.view, notify.bytes)).toEqual({ reason: 'notify', flags: 1 });
+    const mf = runArea(ExitReason.MEMORY_FAULT);
+    mf.view.setBigUint64(off('exitUnion') + 8, 0x5000n, true);
+    mf.view.setBigUint64(off('exitUnion') + 16, 0x1000n, true);
+    expect(decodeExit(mf.view, mf.bytes)).toEqual({ reason: 'memory_fault', flags: 0n, gpa: 0x5000n, size: 0x1000n });
+    const simple: [number, string][] = [
+      [ExitReason.IRQ_WINDOW_OPEN, 'irq_window_open'], [ExitReason.SET_TPR, 'set_tpr'], [ExitReason.NMI, 'nmi'],
+      [ExitReason.DIRTY_RING_FULL, 'dirty_ring_full'], [ExitReason.AP_RESET_HOLD, 'ap_reset_hold'],
+      [ExitReason.X86_BUS_LOCK, 'bus_lock'], [ExitReason.HYPERV, 'hyperv'], [ExitReason.XEN, 'xen'],
+    ];
+    for (const [n, name] of simple) {
+      const a = runArea(n);
+      expect(decodeExit(a.view, a.bytes)).toEqual({ reason: name });
+    }
+    const unknown = runArea(999);
+    expect(decodeExit(unknown.view, unknown.bytes)).toMatchObject({ reason: 'unknown', exitReason: 999 });
+  });
+});
