@@ -2,7 +2,7 @@
 // The VM's in-kernel devices, its clock, and the exits KVM forwards to
 // user space (MSRs, hypercalls), against real KVM.
 import { describe, expect, it } from 'vitest';
-import { Cap, IrqChip, probeKvm, setupMode, type VmExit } from '../../../lib';
+import { Cap, GuestMemory, IrqChip, Kvm, probeKvm, setupMode, type VmExit } from '../../../lib';
 import { catchError, realModeGuest, runToExit } from '../helpers';
 
 // Real mode at 0x1000: program the master PIC (vectors 0x20-0x27, only IRQ 4
@@ -145,5 +145,43 @@ describe('exits KVM forwards to JavaScript', () => {
     call_.respond(0);
     expect(runToExit(g.vcpu).reason).toBe('hlt');
     expect(g.vcpu.getRegs().rax & 0xffffffffn).toBe(0n);
+  });
+
+  it('exits as ioapic_eoi when the guest ends a level-triggered interrupt of a user-space IOAPIC (split irqchip)', async () => {
+    using kvm = Kvm.open();
+    using memory = GuestMemory.allocate(0x10000);
+    const vm = kvm.createVm();
+    try {
+      vm.addSlot({ guestPhysAddr: 0, memory });
+      if (vm.checkExtension(Cap.SPLIT_IRQCHIP) === 0) expect.fail('KVM_CAP_SPLIT_IRQCHIP is 0 on this KVM');
+      vm.enableCap(Cap.SPLIT_IRQCHIP, [24]); // in-kernel LAPICs, the IOAPIC (24 pins) ours
+      const vcpu = vm.createVcpu();
+      // 32-bit: enable the LAPIC (spurious vector register), sti, hlt.
+      memory.bytes.set([0xc7, 0x05, 0xf0, 0x00, 0xe0, 0xfe, 0xff, 0x01, 0x00, 0x00, 0xfb, 0xf4, 0xeb, 0xfd], 0x1000);
+      // Vector 0x40's handler at 0x1100: write the LAPIC's EOI register, hlt.
+      memory.bytes.set([0xc7, 0x05, 0xb0, 0x00, 0xe0, 0xfe, 0, 0, 0, 0, 0xf4], 0x1100);
+      const idt = new DataView(memory.buffer, 0x3000, 0x800);
+      idt.setUint16(0x40 * 8, 0x1100, true); // offset 15:0
+      idt.setUint16(0x40 * 8 + 2, 0x08, true); // the flat 32-bit code selector
+      idt.setUint8(0x40 * 8 + 5, 0x8e); // present, 32-bit interrupt gate
+      setupMode(vcpu, { mode: 'protected', entry: 0x1000, stack: 0x8000 });
+      vcpu.setSregs({ idt: { base: 0x3000n, limit: 0x7ff } });
+      // IOAPIC pin 5 as an MSI to APIC 0: vector 0x40, level-triggered, asserted.
+      vm.setGsiRouting([{ gsi: 5, msi: { address: 0xfee00000, data: 0x40 | (1 << 15) | (1 << 14) } }]);
+      const run = vcpu.runAsync({ timeoutMs: 3000 });
+      await new Promise((r) => setTimeout(r, 100)); // the guest halts in the kernel, waiting
+      expect(vm.irqLine(5, true)).toBeGreaterThan(0);
+      const exit = await run;
+      if (probeKvm().vendorModule === 'kvm_pvm') {
+        // Seen on PVM: the interrupt is delivered (the handler ran to its hlt)
+        // but the EOI of a user-space IOAPIC's vector never exits.
+        expect(exit.reason).toBe('intr');
+        expect(vcpu.getRegs().rip).toBe(0x110bn);
+        return;
+      }
+      expect(exit).toEqual({ reason: 'ioapic_eoi', vector: 0x40 });
+    } finally {
+      vm.close();
+    }
   });
 });
