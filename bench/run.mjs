@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 mkdirSync(join(root, 'build'), { recursive: true });
-execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', join(root, 'build/bench-exits'), join(root, 'bench/exits.c')], { stdio: 'inherit' });
+for (const name of ['exits', 'memory']) {
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', join(root, `build/bench-${name}`), join(root, `bench/${name}.c`)], { stdio: 'inherit' });
+}
 
 const { probeKvm } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
 const command = [process.execPath, 'bench/exits.mjs'];

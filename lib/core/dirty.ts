@@ -1,4 +1,4 @@
-import { outOfRange, validateInteger, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
+import { outOfRange, validateInstance, validateInteger, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
 
 /** A slot's dirty bitmap: bit i set means page `baseGfn + i` was written. */
 export class DirtyLog {
@@ -34,12 +34,47 @@ export class DirtyLog {
   /** The dirty pages' indexes in the slot, ascending. */
   pages(): number[] {
     const out: number[] = [];
-    for (let byte = 0; byte < this.bitmap.length; byte++) {
-      const b = this.bitmap[byte]!;
-      if (b === 0) continue;
-      for (let bit = 0; bit < 8; bit++) if (b & (1 << bit) && byte * 8 + bit < this.npages) out.push(byte * 8 + bit);
-    }
+    this.#scan((p) => {
+      out.push(p);
+      return true;
+    });
     return out;
+  }
+
+  /**
+   * Writes the dirty pages' indexes into `out` (ascending), allocating
+   * nothing; returns how many there are. When `out` is too short it holds
+   * the first `out.length` and the return value says how many it needed.
+   */
+  pagesInto(out: Uint32Array): number {
+    validateInstance(out, 'out', Uint32Array);
+    let n = 0;
+    this.#scan((p) => {
+      if (n < out.length) out[n] = p;
+      n++;
+      return true;
+    });
+    return n;
+  }
+
+  // Calls `visit` for each dirty page; 32 bits at a time, skipping clean words.
+  #scan(visit: (page: number) => boolean): void {
+    const b = this.bitmap;
+    const words = Math.floor(b.byteLength / 4);
+    const w32 = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, words) : undefined;
+    for (let w = 0; w < words; w++) {
+      let bits = w32 ? w32[w]! : (b[4 * w]! | (b[4 * w + 1]! << 8) | (b[4 * w + 2]! << 16) | (b[4 * w + 3]! << 24)) >>> 0;
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits);
+        const page = w * 32 + bit;
+        if (page >= this.npages) return;
+        visit(page);
+        bits &= bits - 1;
+      }
+    }
+    for (let byte = words * 4; byte < b.length; byte++) {
+      for (let bit = 0; bit < 8; bit++) if (b[byte]! & (1 << bit) && byte * 8 + bit < this.npages) visit(byte * 8 + bit);
+    }
   }
 
   /** The dirty pages' guest frame numbers. */

@@ -3,7 +3,7 @@ import { MemFlag } from './constants';
 import { DirtyLog } from './dirty';
 import { argError, KvmError } from './errors';
 import { constants } from 'node:os';
-import { invalidArgValue, outOfRange, validateAligned, validateInstance, validateLength, validateU32, validateU64 } from './validate';
+import { invalidArgValue, outOfRange, validateAligned, validateInstance, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
 import type { GuestMemory } from './memory';
 import { PAGE_SIZE, type MAX_VIEW } from './memory';
 
@@ -129,13 +129,24 @@ export class MemorySlot {
    * `KVM_GET_DIRTY_LOG`: which pages the guest wrote since logging began or
    * the last read (without manual protection, reading also resets the log;
    * with it, {@link MemorySlot.clearDirtyLog} does). Needs the
-   * `LOG_DIRTY_PAGES` flag.
+   * `LOG_DIRTY_PAGES` flag. Give `into` (at least
+   * `DirtyLog.bytesFor(npages)` bytes) to reuse one bitmap across reads:
+   * the log then views it, until the next read overwrites it.
    */
-  getDirtyLog(): DirtyLog {
+  getDirtyLog(into?: Uint8Array): DirtyLog {
     if (!(this.#flags & MemFlag.LOG_DIRTY_PAGES)) {
       throw argError(`slot ${this.id} does not log dirty pages; add MemFlag.LOG_DIRTY_PAGES with setFlags()`);
     }
-    const bitmap = new Uint8Array(DirtyLog.bytesFor(this.npages));
+    const bytes = DirtyLog.bytesFor(this.npages);
+    let bitmap: Uint8Array;
+    if (into === undefined) {
+      bitmap = new Uint8Array(bytes);
+    } else {
+      // A caller's buffer, reused from call to call: no allocation per read.
+      validateUint8Array(into, 'into');
+      if (into.byteLength < bytes) throw outOfRange('into.byteLength', `>= ${bytes} (DirtyLog.bytesFor(npages))`, into.byteLength);
+      bitmap = into.subarray(0, bytes);
+    }
     this.#vm.getDirtyLog(this.id, bitmap);
     return new DirtyLog(this.id, this.baseGfn, this.npages, bitmap);
   }

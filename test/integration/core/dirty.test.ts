@@ -1,6 +1,7 @@
 // kvm-test: smoke
 import { describe, expect, it } from 'vitest';
-import { MemFlag } from '../../../lib';
+import { DirtyLog, GuestMemory, MemFlag } from '../../../lib';
+import { realModeGuest, runToExit } from '../helpers';
 import { DATA, Toucher } from '../../../examples/toucher';
 
 const PAGES_A = [0, 3, 7, 64, 100, 513, 1023];
@@ -51,5 +52,34 @@ describe('dirty logging', () => {
   it('refuses to read the log of a slot that does not log', () => {
     using t = new Toucher();
     expect(() => t.vm.findSlot(DATA)!.getDirtyLog()).toThrow(/does not log dirty pages/);
+  });
+});
+
+describe('dirty logs without allocation per read', () => {
+  it('reads into a reused bitmap and lists pages into a reused array, the same as the allocating forms', () => {
+    // Disposed last: the VM (and its slot) must go first.
+    using data = GuestMemory.allocate(0x40000);
+    // Writes pages 3, 5 and 8 of the slot at 0x10000.
+    using g = realModeGuest([
+      0xc6, 0x06, 0x00, 0x30, 0x01, // mov byte [0x3000], 1   (slot page 3: 0x13000 via ds = 0x1000)
+      0xc6, 0x06, 0x00, 0x50, 0x01, // mov byte [0x5000], 1
+      0xc6, 0x06, 0x00, 0x80, 0x01, // mov byte [0x8000], 1   (page 8)
+      0xf4,
+    ]);
+    const slot = g.vm.addSlot({ guestPhysAddr: 0x10000, memory: data, flags: MemFlag.LOG_DIRTY_PAGES });
+    g.vcpu.setSregs({ ds: { base: 0x10000n, selector: 0x1000 } });
+    const reused = new Uint8Array(DirtyLog.bytesFor(slot.npages) + 8);
+    expect(slot.getDirtyLog(reused).pages()).toEqual([]);
+    expect(runToExit(g.vcpu).reason).toBe('hlt');
+    const log = slot.getDirtyLog(reused);
+    expect(log.bitmap.buffer).toBe(reused.buffer); // the caller's bytes, no copy
+    const out = new Uint32Array(2);
+    expect(log.pagesInto(out)).toBe(3); // three dirty pages; room for two
+    expect([...out]).toEqual([3, 5]);
+    const all = new Uint32Array(8);
+    expect(log.pagesInto(all)).toBe(3);
+    expect([...all.subarray(0, 3)]).toEqual(log.pages());
+    expect(log.pages()).toEqual([3, 5, 8]);
+    expect(() => slot.getDirtyLog(new Uint8Array(1))).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 });
