@@ -127,7 +127,7 @@ void EnsureKickHandler(Napi::Env env) {
     throw SysError(env, EBUSY, "sigaction",
                    "signal " + std::to_string(gKickSignal) +
                        ", which node-kvm uses to kick vCPUs, already has a handler; choose another with "
-                       "configure({ kickSignal })");
+                       "setKickSignal()");
   }
   struct sigaction sa {};
   sa.sa_handler = Nothing;

@@ -1,7 +1,6 @@
 #include "vcpu.h"
 
 #include <pthread.h>
-#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -267,12 +266,9 @@ Napi::Value Vcpu::GetState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
   int fd = Fd(kind.getName);
-  size_t size = kind.size;
+  size_t size = std::strcmp(kind.name, "xsave") == 0 ? XsaveSize() : kind.size;
   Ioctl op{kind.get, kind.getName};
-  if (std::strcmp(kind.name, "xsave") == 0 && XsaveSize() > size) {
-    size = XsaveSize();
-    op = Ioctl{KVM_GET_XSAVE2_, "KVM_GET_XSAVE2"};
-  }
+  if (size > kind.size) op = Ioctl{KVM_GET_XSAVE2_, "KVM_GET_XSAVE2"};
   Napi::Uint8Array out = Napi::Uint8Array::New(env, size);
   CheckedIoctl(env, fd, op, out.Data());
   return out;
@@ -426,14 +422,9 @@ namespace nodekvm {
 // afterwards are those after the instruction: what a snapshot must save.
 void Vcpu::CompletePendingIo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = Fd("KVM_RUN", true);
-  kvm_run* run = core_->run();
-  run->immediate_exit = 1;
-  int r = ::ioctl(fd, KVM_RUN, 0);
-  int err = errno;
-  run->immediate_exit = 0;
-  if (r < 0 && err != EINTR) throw SysError(env, err, "KVM_RUN", "completing pending I/O");
-  run->exit_reason = KVM_EXIT_INTR;
+  Fd("KVM_RUN", true);
+  bool kicked = false;
+  if (core_->RunOnce(&kicked, true) < 0 && errno != EINTR) throw SysError(env, errno, "KVM_RUN", "completing pending I/O");
 }
 
 // ---- sync_regs: registers exchanged through kvm_run, without ioctls ----

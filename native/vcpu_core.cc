@@ -51,14 +51,14 @@ Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   return runBuffer_.Value();
 }
 
-int VcpuCore::RunOnce(bool* kicked) {
+int VcpuCore::RunOnce(bool* kicked, bool immediate) {
   {
     std::lock_guard<std::mutex> lock(runMu_);
     inRun_ = true;
     runner_ = pthread_self();
     // A kick that came before entry must still end this run.
     kicked_ = kickPending_;
-    run()->immediate_exit = kickPending_ ? 1 : 0;
+    run()->immediate_exit = kickPending_ || immediate ? 1 : 0;
     kickPending_ = false;
   }
   int r = ::ioctl(fd_.get(), KVM_RUN, 0);

@@ -34,8 +34,9 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   Napi::Value RunBuffer(Napi::Env env);
   // One KVM_RUN on the calling thread. On EINTR, exit_reason is set to
   // KVM_EXIT_INTR (KVM leaves it stale when immediate_exit stops the run
-  // before entry); *kicked says whether Kick() ended it.
-  int RunOnce(bool* kicked);
+  // before entry); *kicked says whether Kick() ended it. `immediate` sets
+  // immediate_exit: KVM completes pending I/O and returns at once.
+  int RunOnce(bool* kicked, bool immediate = false);
   Napi::Promise StartAsync(Napi::Env env);
   // Ends the run in flight, from any thread; false when there is none.
   bool Kick();

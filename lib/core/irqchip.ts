@@ -1,17 +1,8 @@
 // The VM's in-kernel devices' state (PIC, IOAPIC, PIT) and its clock,
 // decoded from the bytes the KVM_GET_* ioctls fill, at the offsets the
 // addon reads from the kernel headers.
-import { binding } from './binding';
+import { dataView as view, offsetOf as off, sizeOf } from './state';
 import { invalidArgValue, own, validateInteger, validateObject, validateU64 } from './validate';
-
-type Layout = Record<string, number> & { size: number };
-const L = binding.stateLayouts as Record<string, Layout>;
-const off = (kind: string, field: string): number => {
-  const v = L[kind]?.[field];
-  if (v === undefined) throw new Error(`node-kvm internal error: no offset for ${kind}.${field}`);
-  return v;
-};
-const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
 /** `KVM_IRQCHIP_*`: which chip of the in-kernel irqchip. */
 export const IrqChip = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
@@ -127,7 +118,7 @@ export function decodeClock(raw: Uint8Array): ClockData {
 /** @internal The bytes of a clock to set: `clock` and `flags` from `c`, the rest zero. */
 export function encodeClock(c: Partial<ClockData>): Uint8Array {
   const o = validateObject(c, 'clock', ['clock', 'flags', 'realtime', 'hostTsc']);
-  const raw = new Uint8Array(L.clock?.size ?? 48);
+  const raw = new Uint8Array(sizeOf('clock'));
   const v = view(raw);
   if (own(o, 'clock') === undefined) throw invalidArgValue('clock', c, 'must have a clock (guest nanoseconds)');
   v.setBigUint64(off('clock', 'clock'), validateU64(o.clock, 'clock.clock'), true);

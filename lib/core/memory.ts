@@ -8,6 +8,13 @@ import { invalidArgType, invalidArgValue, outOfRange, own, validateLength, valid
 /** Size of a page: KVM maps guest memory in whole pages. */
 export const PAGE_SIZE: number = binding.constants.pageSize ?? 4096;
 
+/** @internal `size`, checked to be a positive multiple of {@link PAGE_SIZE}. */
+export function validatePages(size: unknown, name: string): number {
+  const n = validateLength(size, name);
+  if (n === 0 || n % PAGE_SIZE !== 0) throw outOfRange(name, `a positive multiple of ${PAGE_SIZE}`, n);
+  return n;
+}
+
 /**
  * The most bytes one view of guest memory may span: the runtime's largest
  * `ArrayBuffer` (`buffer.constants.MAX_LENGTH`: 4 GiB on Node 20, more on
@@ -72,8 +79,7 @@ export class GuestMemory {
 
   /** Maps `size` bytes (a multiple of the page size) of zeroed anonymous memory. */
   static allocate(size: number, options: AllocateOptions = {}): GuestMemory {
-    validateLength(size, 'size');
-    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('size', `a positive multiple of ${PAGE_SIZE}`, size);
+    validatePages(size, 'size');
     const o = validateOptions(options, 'options', ['hugePages']);
     const hugePages = own(o, 'hugePages');
     if (hugePages !== undefined && typeof hugePages !== 'boolean' && hugePages !== 'hugetlb') {

@@ -9,6 +9,15 @@ import { PAGE_SIZE, type MAX_VIEW } from './memory';
 
 const PAGE_SHIFT = BigInt(Math.log2(PAGE_SIZE));
 
+/** @internal `flags`, checked to be flags a caller may give a slot. */
+export function validateSlotFlags(flags: unknown, name: string): number {
+  const f = validateU32(flags, name);
+  if (f & ~(MemFlag.LOG_DIRTY_PAGES | MemFlag.READONLY)) {
+    throw invalidArgValue(name, f, 'must combine MemFlag.LOG_DIRTY_PAGES and MemFlag.READONLY only');
+  }
+  return f;
+}
+
 /**
  * A registered memory slot, mirroring the kernel's `struct kvm_memory_slot`:
  * guest-physical pages `baseGfn .. baseGfn + npages - 1` are the host pages
@@ -114,10 +123,7 @@ export class MemorySlot {
 
   /** Changes the slot's flags, for example to start dirty logging (KVM_MR_FLAGS_ONLY). */
   setFlags(flags: number): void {
-    validateU32(flags, 'flags');
-    if (flags & ~(MemFlag.LOG_DIRTY_PAGES | MemFlag.READONLY)) {
-      throw invalidArgValue('flags', flags, 'must combine MemFlag.LOG_DIRTY_PAGES and MemFlag.READONLY only');
-    }
+    validateSlotFlags(flags, 'flags');
     if ((flags ^ this.#flags) & MemFlag.READONLY) {
       // The kernel answers EINVAL (KVM_MR_FLAGS_ONLY may not touch READONLY).
       throw invalidArgValue('flags', flags, `cannot add or remove MemFlag.READONLY on a live slot (KVM refuses it); delete() slot ${this.id} and addSlot() it again with the new flags`);

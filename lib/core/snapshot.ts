@@ -70,12 +70,15 @@ function readMsrs(vcpu: Vcpu, indices: number[]): MsrEntry[] {
   return out;
 }
 
+// Visits [offset, offset + size) of `memory` in views of at most MAX_VIEW
+// bytes; `at` is the view's position from `offset`.
+function forEachView(memory: GuestMemory, offset: number, size: number, visit: (view: Uint8Array, at: number) => void): void {
+  for (let at = 0; at < size; at += MAX_VIEW) visit(memory.view(offset + at, Math.min(MAX_VIEW, size - at)), at);
+}
+
 function copyOut(memory: GuestMemory, offset: number, size: number): Uint8Array {
   const out = new Uint8Array(size);
-  for (let at = 0; at < size; at += MAX_VIEW) {
-    const n = Math.min(MAX_VIEW, size - at);
-    out.set(memory.view(offset + at, n), at);
-  }
+  forEachView(memory, offset, size, (view, at) => out.set(view, at));
   return out;
 }
 
@@ -210,10 +213,7 @@ export function restoreVm(kvm: Kvm, snapshots: Snapshot | readonly Snapshot[]): 
       if (image.length !== slot.size) throw invalidArgValue(`snapshot.memory[${slot.memory}]`, image.length, `must be ${slot.size} bytes, the slot's size`);
       const memory = GuestMemory.allocate(slot.size);
       memories.push(memory);
-      for (let at = 0; at < slot.size; at += MAX_VIEW) {
-        const n = Math.min(MAX_VIEW, slot.size - at);
-        memory.view(at, n).set(image.subarray(at, at + n));
-      }
+      forEachView(memory, 0, slot.size, (view, at) => view.set(image.subarray(at, at + view.length)));
       vm.addSlot({ slot: slot.id, guestPhysAddr: BigInt(slot.guestPhysAddr), memory, flags: slot.flags });
     });
     const vcpus = (validateArray(desc.vcpus, 'snapshot.description.vcpus') as VcpuSnapshot[]).map((c, i) => {

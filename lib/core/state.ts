@@ -72,6 +72,13 @@ export type VcpuEventsInput = { [K in keyof VcpuEvents]?: VcpuEvents[K] extends 
 
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
+/** @internal The offset of `field` in the kernel struct `kind`, as the addon read it from the headers. */
+export const offsetOf = (kind: string, field: string): number => at(layout(kind), field);
+/** @internal The size of the kernel struct `kind`. */
+export const sizeOf = (kind: string): number => layout(kind).size;
+/** @internal A DataView over exactly `b`. */
+export const dataView = view;
+
 /** @internal */
 export function decodeFpu(b: Uint8Array): Fpu {
   const l = layout('fpu');

@@ -3,12 +3,12 @@ import { Cap } from './constants';
 import { KvmStats } from './stats';
 import type { Kvm } from './kvm';
 import { argError, KvmError } from './errors';
-import { GuestMemory, PAGE_SIZE } from './memory';
+import { GuestMemory, PAGE_SIZE, validatePages } from './memory';
 import { constants } from 'node:os';
 import { MemFlag } from './constants';
 import { invalidArgValue, outOfRange, own, validateAligned, validateArray, validateBoolean, validateInstance, validateInteger, validateLength, validateObject, validateOneOf, validateOptions, validateU32, validateU64, validateUint8Array } from './validate';
 import { GuestMemfd } from './guest-memfd';
-import { MemorySlot } from './slot';
+import { MemorySlot, validateSlotFlags } from './slot';
 import { restoreVm, snapshotVm, type Restored, type Snapshot, type SnapshotOptions } from './snapshot';
 import { decodeClock, decodeIoapic, decodePic, decodePit, encodeClock, IrqChip, type ClockData, type IoapicState, type PicState, type PitState } from './irqchip';
 import { Vcpu } from './vcpu';
@@ -114,16 +114,12 @@ export class Vm {
     validateAligned(offset, 'options.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
     if (memory.closed) throw new KvmError(constants.errno.EBADF, 'KVM_SET_USER_MEMORY_REGION', 'the memory is closed');
     if (offset >= memory.size) throw outOfRange('options.offset', `< the memory's size (${memory.size})`, offset);
-    const size = own(o, 'size') === undefined ? memory.size - offset : validateLength(o.size, 'options.size');
-    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('options.size', `a positive multiple of ${PAGE_SIZE}`, size);
+    const size = validatePages(own(o, 'size') === undefined ? memory.size - offset : o.size, 'options.size');
     if (offset + size > memory.size) {
       throw outOfRange('options.size', `<= ${memory.size - offset} (the memory's size minus options.offset)`, size);
     }
     if (gpa + BigInt(size) > 1n << 64n) throw outOfRange('options.size', 'such that guestPhysAddr + size <= 2^64', size);
-    const flags = own(o, 'flags') === undefined ? 0 : validateU32(o.flags, 'options.flags');
-    if (flags & ~(MemFlag.LOG_DIRTY_PAGES | MemFlag.READONLY)) {
-      throw invalidArgValue('options.flags', flags, 'must combine MemFlag.LOG_DIRTY_PAGES and MemFlag.READONLY only');
-    }
+    const flags = own(o, 'flags') === undefined ? 0 : validateSlotFlags(o.flags, 'options.flags');
     const id = own(o, 'slot') === undefined ? this.#freeSlotId() : this.#validateSlotId(o.slot, 'options.slot');
     if (this.#slots.has(id)) {
       throw invalidArgValue('options.slot', id, 'is in use; use its move() or setFlags(), or delete() it first');
@@ -363,8 +359,7 @@ export class Vm {
    * guest uses the slot's ordinary memory; the binding is what changes.
    */
   createGuestMemfd(size: number): GuestMemfd {
-    validateLength(size, 'size');
-    if (size === 0 || size % PAGE_SIZE !== 0) throw outOfRange('size', `a positive multiple of ${PAGE_SIZE}`, size);
+    validatePages(size, 'size');
     return new GuestMemfd(this.native.createGuestMemfd(size, 0), size);
   }
 
