@@ -26,10 +26,13 @@ void Nothing(int) {}
 
 // A run that lasts this long gets a tick, to check its environment.
 constexpr int64_t kTickNs = 100'000'000;
+// How late a deadline may be noticed, rather than wake the watchdog.
+constexpr int64_t kSlackNs = 50'000;
 
 class Watchdog : public std::enable_shared_from_this<Watchdog> {
  public:
   void Begin(SyncRun* r) {
+    r->tickNs = MonotonicNs() + kTickNs;
     std::lock_guard<std::mutex> lock(mu_);
     runs_.push_back(r);
     if (!started_) {
@@ -37,7 +40,11 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       // Detached: it sleeps when no run needs it, and holds itself alive.
       std::thread([self = shared_from_this()] { self->Loop(); }).detach();
     }
-    if (idle_ || r->deadlineNs != 0) cv_.notify_one();
+    // Waking the watchdog costs a futex call and a thread wake-up: only
+    // when it would otherwise sleep well past this run's deadline.
+    // runAsync()'s inline runs share about one deadline per event-loop
+    // turn, so most need none.
+    if (idle_ || (r->deadlineNs != 0 && r->deadlineNs + kSlackNs < wakeNs_)) cv_.notify_one();
   }
   void End(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -46,6 +53,7 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
 
  private:
   void Loop() {
+    pthread_setname_np(pthread_self(), "node-kvm watch");
     // Never the target of anyone's signals.
     sigset_t all;
     sigfillset(&all);
@@ -58,19 +66,20 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
         idle_ = false;
       }
       int64_t now = MonotonicNs();
-      int64_t wake = now + kTickNs;
+      wakeNs_ = INT64_MAX;
       for (SyncRun* r : runs_) {
-        if (r->deadlineNs != 0) wake = std::min(wake, r->deadlineNs);
+        wakeNs_ = std::min(wakeNs_, r->deadlineNs != 0 ? std::min(r->deadlineNs, r->tickNs) : r->tickNs);
       }
-      cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wake - now, 0)));
+      cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wakeNs_ - now, 0)));
+      wakeNs_ = 0;  // awake: Begin() need not notify
       now = MonotonicNs();
       for (SyncRun* r : runs_) {
         int why = SyncRun::kNone;
         if (r->deadlineNs != 0 && now >= r->deadlineNs) {
           why = SyncRun::kTimeout;
-        } else if (++r->age >= 2) {
+        } else if (now >= r->tickNs) {
           why = SyncRun::kTick;
-          r->age = 0;
+          r->tickNs = now + kTickNs;
         }
         if (why == SyncRun::kNone) continue;
         int expected = SyncRun::kNone;
@@ -86,6 +95,7 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
   std::vector<SyncRun*> runs_;
   bool started_ = false;
   bool idle_ = false;
+  int64_t wakeNs_ = 0;  // when the sleeping watchdog wakes next
 };
 
 Watchdog& TheWatchdog() {

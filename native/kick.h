@@ -28,7 +28,7 @@ struct SyncRun {
   kvm_run* run;
   int64_t deadlineNs;  // CLOCK_MONOTONIC; 0: none
   std::atomic<int> reason{kNone};
-  int age = 0;  // watchdog passes seen while running
+  int64_t tickNs = 0;  // the next tick, set by WatchBegin()
 };
 
 int64_t MonotonicNs();

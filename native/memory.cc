@@ -123,11 +123,19 @@ void Memory::InitHugetlb(Napi::Env env, size_t size) {
 
 void Memory::SetMaxView(double bytes) { gMaxView = bytes; }
 
-void Memory::Adopt(Napi::Env env, uint8_t* base, size_t size) {
+void Memory::Adopt(Napi::Env, uint8_t* base, size_t size) {
   mapping_ = std::make_shared<Mapping>(base, size);
   RegisterMapping(mapping_);
   data_ = base;
   size_ = size;
+}
+
+// The ArrayBuffer over addon-mapped memory, made on first use: V8 counts
+// its length as external memory and, past a limit, runs a full garbage
+// collection at once (~4 ms per 4 GiB buffer here), although the pages are
+// only reserved (MAP_NORESERVE). Memory that JavaScript never reads as one
+// buffer never pays for it.
+void Memory::MakeBuffer(Napi::Env env) {
   // Past the runtime's limit V8 refuses the buffer and runs the finalizer
   // at once (and node-addon-api again later): such memory is reached
   // through View() windows only.
@@ -220,6 +228,7 @@ Napi::Value Memory::View(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Memory::GetBuffer(const Napi::CallbackInfo& info) {
+  if (!closed_ && buffer_.IsEmpty() && kind_ == Kind::kMapped) MakeBuffer(info.Env());
   if (closed_ || buffer_.IsEmpty()) return info.Env().Undefined();
   if (wasmSource_) return buffer_.Value().As<Napi::Object>().Get("buffer");
   return buffer_.Value();

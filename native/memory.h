@@ -43,6 +43,7 @@ class Memory : public Napi::ObjectWrap<Memory> {
 
   void InitMapped(Napi::Env env, size_t size, int thp);
   void InitHugetlb(Napi::Env env, size_t size);
+  void MakeBuffer(Napi::Env env);
   void Adopt(Napi::Env env, uint8_t* base, size_t size);
   void InitBorrowed(const Napi::CallbackInfo& info);
   Napi::Value GetBuffer(const Napi::CallbackInfo& info);

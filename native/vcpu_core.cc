@@ -98,6 +98,7 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
     tsfn_->Unref(env);
     try {
       worker_ = std::thread([this] { WorkerLoop(); });
+      pthread_setname_np(worker_.native_handle(), "node-kvm vcpu");  // for ps, top and tests
     } catch (const std::system_error& e) {
       tsfn_->Release();
       tsfn_.reset();
@@ -123,6 +124,20 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
   }
   cv_.notify_one();
   return deferred_->Promise();
+}
+
+void VcpuCore::Park() {
+  busy_ = true;
+  std::lock_guard<std::mutex> lock(runMu_);
+  asyncPending_ = true;
+  kickPending_ = false;
+}
+
+void VcpuCore::Unpark() {
+  busy_ = false;
+  std::lock_guard<std::mutex> lock(runMu_);
+  asyncPending_ = false;
+  kickPending_ = false;
 }
 
 void VcpuCore::TeardownHook(void* arg) {

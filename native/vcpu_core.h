@@ -38,6 +38,12 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   // immediate_exit: KVM completes pending I/O and returns at once.
   int RunOnce(bool* kicked, bool immediate = false);
   Napi::Promise StartAsync(Napi::Env env);
+  // Holds the vCPU for a runAsync() that waits for the next turn of the
+  // event loop: busy to other calls, and a kick meanwhile ends the run
+  // that follows. EndPark() lets that run start; Unpark() drops it.
+  void Park();
+  void EndPark() { busy_ = false; }
+  void Unpark();
   // Ends the run in flight, from any thread; false when there is none.
   bool Kick();
   // Kicks the vCPU with this handle, if it still exists.

@@ -120,6 +120,10 @@ export interface NativeVcpu {
   setSynced(kind: 'events', bytes: Uint8Array): void;
   readonly runBuffer: ArrayBuffer;
   run(timeoutMs?: number): number;
+  /** The exit reason, or -2: the budget ran out and the run goes on with runAsync(). */
+  runInline(budgetUs: number, parked: boolean): number;
+  park(): void;
+  unpark(): void;
   runAsync(): Promise<number>;
   kick(): boolean;
   getRegs(): import('./regs').Regs;

@@ -146,7 +146,9 @@ export class MemorySlot {
     const bytes = DirtyLog.bytesFor(this.npages);
     let bitmap: Uint8Array;
     if (into === undefined) {
-      bitmap = new Uint8Array(bytes);
+      // KVM writes every byte of the bitmap: no need to zero it first.
+      const b = Buffer.allocUnsafeSlow(bytes);
+      bitmap = new Uint8Array(b.buffer, b.byteOffset, bytes);
     } else {
       // A caller's buffer, reused from call to call: no allocation per read.
       validateUint8Array(into, 'into');

@@ -94,11 +94,16 @@ export class Vcpu {
   }
 
   /**
-   * Runs `KVM_RUN` on this vCPU's own native thread and resolves with the
-   * exit, so that the event loop keeps turning while the guest computes.
-   * One run at a time per vCPU; other calls on it throw `EBUSY` meanwhile.
-   * {@link Vcpu.kick}, `timeoutMs` and aborting `signal` each end the run
-   * with an `intr` exit (a signal aborted already: no run, `intr` at once).
+   * Runs the guest until the next exit and resolves with it, keeping the
+   * event loop free while the guest computes. The run starts on the
+   * calling thread, where an exit costs no thread wake-ups, for at most
+   * {@link INLINE_BUDGET_MS} per turn of the event loop (over all inline
+   * runs of the turn); a guest still computing then goes on on this vCPU's
+   * own native thread, and once quick exits have used the turn up, the
+   * next run waits for the next turn. One run at a time per vCPU; other
+   * calls on it throw `EBUSY` meanwhile. {@link Vcpu.kick}, `timeoutMs` and
+   * aborting `signal` each end the run with an `intr` exit (a signal
+   * aborted already: no run, `intr` at once).
    */
   runAsync(options: RunAsyncOptions = {}): Promise<VmExit> {
     try {
@@ -112,33 +117,35 @@ export class Vcpu {
     const o = validateOptions(options, 'options', ['timeoutMs', 'signal']);
     const timeoutMs = runTimeout(o);
     const signal = abortSignal(o);
-    // The continuation holds the kvm_run view and the kick handle, not this
-    // vCPU: dropped and unreachable, a running vCPU can be collected (and
-    // closed) like any other.
+    const native = this.native;
     const decode = this.#decoder();
-    const handle = this.native.kickHandle;
+    const handle = native.kickHandle;
     if (signal?.aborted) {
-      if (this.native.fd < 0 || this.native.running) this.native.runAsync(); // the same EBADF/EBUSY as a run
+      if (native.fd < 0 || native.running) native.runAsync(); // the same EBADF/EBUSY as a run
       return Promise.resolve({ reason: 'intr' });
     }
-    const started = this.native.runAsync();
-    const kick = () => binding.kickVcpu(handle);
-    const timer = timeoutMs === undefined ? undefined : setTimeout(kick, timeoutMs);
-    signal?.addEventListener('abort', kick, { once: true });
-    const done = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', kick);
+    const deadline = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
+    // Inline while the turn's budget lasts; a guest still computing when it
+    // runs out goes on on the vCPU thread. Quick exits that used the budget
+    // up wait for the next turn (parked: busy, kicks kept) instead of
+    // paying two thread wake-ups each.
+    const step = (parked: boolean): VmExit | Promise<VmExit> => {
+      const left = deadline - performance.now();
+      if (parked && (signal?.aborted || left <= 0)) {
+        native.unpark();
+        return { reason: 'intr' };
+      }
+      const budget = Math.min(inlineBudgetMs(), left);
+      // A sliver of budget would mostly end in a hand-off: wait instead.
+      if (budget < INLINE_BUDGET_MS / 4 && left > budget) {
+        if (!parked) native.park();
+        return new Promise<void>((resolve) => setImmediate(resolve)).then(() => step(true));
+      }
+      if (budget <= 0) return { reason: 'intr' }; // timeoutMs: 0
+      if (native.runInline(Math.ceil(budget * 1000), parked) !== HANDED_OFF) return decode();
+      return performance.now() >= deadline ? { reason: 'intr' } : onThread(native.runAsync(), decode, handle, deadline, signal);
     };
-    return started.then(
-      (r) => {
-        done();
-        return r < 0 ? { reason: 'intr' } : decode();
-      },
-      (e: unknown) => {
-        done();
-        throw e;
-      },
-    );
+    return Promise.resolve(step(false));
   }
 
   /**
@@ -531,6 +538,58 @@ export function kickSignal(): number {
 // glibc's SIGRTMIN and SIGRTMAX on Linux (Node does not export them).
 const SIGRTMIN = 34;
 const SIGRTMAX = 64;
+
+// The rest of a runAsync() on the vCPU thread. Its continuation holds the
+// kvm_run view and the kick handle, not the vCPU (a closure in
+// Vcpu.#runAsync would keep that whole scope): dropped and unreachable, a
+// vCPU running on its thread can be collected (and closed) like any other.
+function onThread(started: Promise<number>, decode: () => VmExit, handle: bigint, deadline: number, signal: AbortSignal | undefined): Promise<VmExit> {
+  const kick = () => binding.kickVcpu(handle);
+  const timer = deadline === Infinity ? undefined : setTimeout(kick, Math.max(0, Math.ceil(deadline - performance.now())));
+  signal?.addEventListener('abort', kick, { once: true });
+  const done = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    signal?.removeEventListener('abort', kick);
+  };
+  return started.then(
+    (r) => {
+      done();
+      return r < 0 ? { reason: 'intr' } : decode();
+    },
+    (e: unknown) => {
+      done();
+      throw e;
+    },
+  );
+}
+
+/**
+ * How long {@link Vcpu.runAsync} may hold the calling thread per turn of
+ * the event loop before it hands the run to the vCPU's thread, in
+ * milliseconds. A timer or I/O callback waits at most about this long.
+ */
+export const INLINE_BUDGET_MS = 1;
+
+// runInline()'s answer when the budget ran out and the guest goes on
+// on the vCPU thread.
+const HANDED_OFF = -2;
+
+// The inline time of this thread's current event-loop turn: started by the
+// first runAsync() of the turn, reset by a setImmediate (the turn's check
+// phase). A loop of awaited runAsync() calls runs on microtasks, so
+// without this budget it could hold the event loop forever.
+let turnStart = -1;
+function endTurn(): void {
+  turnStart = -1;
+}
+function inlineBudgetMs(): number {
+  const now = performance.now();
+  if (turnStart < 0) {
+    turnStart = now;
+    setImmediate(endTurn).unref();
+  }
+  return INLINE_BUDGET_MS - (now - turnStart);
+}
 
 /** @internal The validated `timeoutMs` of run options. */
 export function runTimeout(o: Record<string, unknown>): number | undefined {
