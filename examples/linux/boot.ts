@@ -1,0 +1,445 @@
+// Boots a stock Linux kernel (a bzImage, by default the machine's own
+// /boot/vmlinuz-*) to a busybox /init, with the serial console in the
+// terminal: node-kvm's public API plus a few devices in TypeScript.
+//
+//   npm run example:linux [-- --kernel PATH --initrd PATH --append "..." --memory MB
+//                             --run "CMD" --shell --json --timeout SEC --sandbox|--host]
+//
+// KVM does the CPU, memory, interrupt controllers and timer; this file
+// does the rest: guest RAM with an e820 map, ACPI tables, the bzImage and
+// initramfs, long mode at startup_64, and the exit loop that serves the
+// UART, CMOS, keyboard-controller reset and ACPI power-off. On a host whose
+// KVM is not hardware-assisted (PVM emulates all CPL0 code, far too slow
+// for a kernel) it re-runs itself in the node-kvm sandbox.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { GuestMemory, Kvm, probeKvm, setupMode, type VmExit } from 'node-kvm';
+import { parseBzImage, placeLinux, type LinuxLayout } from './bzimage';
+import { ACPI_PORTS, writeAcpiTables } from './acpi';
+import { AcpiPm, Cmos, KeyboardController, PortBus, Uart16550 } from './devices';
+import { INIT_LINE, buildInitramfs } from './initramfs';
+
+/** The command line used when none is given. */
+export const DEFAULT_APPEND = 'console=ttyS0 nokaslr panic=-1';
+const COM1 = 0x3f8;
+const COM1_IRQ = 4;
+const MiB = 1024 * 1024;
+
+/** Options of {@link bootLinux}. */
+export interface BootLinuxOptions {
+  /** A bzImage: path or bytes (default: the newest `/boot/vmlinuz-*`). */
+  kernel?: string | Uint8Array;
+  /** An initramfs (cpio, optionally compressed as the kernel allows): path or bytes. Default: {@link buildInitramfs} with `command`/`shell`. */
+  initramfs?: string | Uint8Array;
+  /** For the default initramfs: the command /init runs (default `uname -a`). */
+  command?: string;
+  /** For the default initramfs: start a shell on the console instead of a command. */
+  shell?: boolean;
+  /** The kernel command line (default {@link DEFAULT_APPEND}). */
+  append?: string;
+  /** Guest RAM in MiB (default 256, at most 3072: there is no PCI hole below 4 GiB). */
+  memoryMb?: number;
+  /** Give up after this long (default 300 s); the result is then `timeout`. */
+  timeoutMs?: number;
+  /** Receives the guest's console output as it comes (default: dropped; it is also in the result). */
+  onConsole?: (text: string) => void;
+  /** Receives the VMM's own one-line messages (unhandled I/O and the like). */
+  onLog?: (line: string) => void;
+  /** Bytes to type into the UART (e.g. `process.stdin` in raw mode). */
+  input?: NodeJS.ReadableStream;
+  /** The KVM device (default `/dev/kvm`). */
+  device?: string;
+}
+
+/** How the guest ended. */
+export type BootOutcome = 'poweroff' | 'reboot' | 'panic' | 'timeout' | 'error';
+
+/** What {@link bootLinux} resolves with. */
+export interface BootResult {
+  outcome: BootOutcome;
+  /** One line: what ended it (the register written, the exit, the panic message). */
+  detail: string;
+  /** Everything the guest wrote to the console. */
+  console: string;
+  /** Milliseconds from `KVM_CREATE_VM` to: `Linux version` on the console, the init's first line, the end. */
+  times: { linuxVersionMs: number | null; initLineMs: number | null; endMs: number };
+  /** VM exits served. */
+  exits: number;
+  /** Milliseconds spent inside KVM_RUN (the rest of `endMs` is this process serving exits). */
+  inRunMs: number;
+  /** The vCPU's non-zero counters from KVM's binary stats (exits, halt_exits, ...). */
+  kvmStats: Record<string, number>;
+  /** The busiest ports, `0x3fd:1234 ...`. */
+  ioByPort: string;
+  /** Ports nobody handled (`in 0x2f9`, ...), in order of first use. */
+  unhandled: string[];
+  /** The kernel's version string from its setup header. */
+  kernelVersion: string;
+  /** The command line the guest was given. */
+  append: string;
+  memoryMb: number;
+  layout: LinuxLayout;
+}
+
+/** The newest `/boot/vmlinuz-*` (by version), the kernel this machine boots. */
+export function defaultKernel(): string {
+  const names = readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-'));
+  names.sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
+  if (!names[0]) throw new Error('no /boot/vmlinuz-* found; pass --kernel PATH (Debian: apt-get install linux-image-amd64)');
+  return `/boot/${names[0]}`;
+}
+
+// Collects console bytes into lines, hands text on, and notes when marker lines first appear.
+class ConsoleSink {
+  readonly #bytes = new Uint8Array(4096);
+  #n = 0;
+  readonly #decoder = new TextDecoder('utf-8');
+  text = '';
+  readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly markers: string[],
+    private readonly t0: number,
+    private readonly onText: ((s: string) => void) | undefined,
+  ) {}
+
+  push(b: number): void {
+    this.#bytes[this.#n++] = b;
+    if (b === 0x0a || this.#n === this.#bytes.length) this.flush();
+  }
+
+  flush(): void {
+    if (this.#n === 0) return;
+    const s = this.#decoder.decode(this.#bytes.subarray(0, this.#n), { stream: true });
+    this.#n = 0;
+    const from = Math.max(0, this.text.length - 64);
+    this.text += s;
+    for (const m of this.markers) {
+      if (!this.seen.has(m) && this.text.indexOf(m, from) >= 0) this.seen.set(m, performance.now() - this.t0);
+    }
+    this.onText?.(s);
+  }
+
+  lastLines(n: number): string[] {
+    return this.text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);
+  }
+}
+
+const readLE = (d: Uint8Array, at: number, size: number): number =>
+  size === 1 ? (d[at] ?? 0) : size === 2 ? (d[at] ?? 0) | ((d[at + 1] ?? 0) << 8) : ((d[at] ?? 0) | ((d[at + 1] ?? 0) << 8) | ((d[at + 2] ?? 0) << 16) | ((d[at + 3] ?? 0) << 24)) >>> 0;
+
+function writeLE(d: Uint8Array, at: number, size: number, v: number): void {
+  for (let i = 0; i < size; i++) d[at + i] = (v >>> (8 * i)) & 0xff;
+}
+
+const bytesOf = (x: string | Uint8Array): Uint8Array => (typeof x === 'string' ? readFileSync(x) : x);
+
+/**
+ * Boots Linux in a fresh VM on this process's KVM and serves it until it
+ * powers off, reboots, panics or runs out of time. Never throws for what
+ * the guest does; throws only when the VM cannot be set up (no KVM, a bad
+ * bzImage, too little memory).
+ */
+export async function bootLinux(options: BootLinuxOptions = {}): Promise<BootResult> {
+  const memoryMb = options.memoryMb ?? 256;
+  if (!Number.isInteger(memoryMb) || memoryMb < 128 || memoryMb > 3072) throw new RangeError(`memoryMb must be an integer from 128 to 3072, not ${memoryMb}`);
+  const memorySize = memoryMb * MiB;
+  const append = options.append ?? DEFAULT_APPEND;
+  const timeoutMs = options.timeoutMs ?? 300_000;
+  const log = options.onLog ?? (() => {});
+  const bz = parseBzImage(bytesOf(options.kernel ?? defaultKernel()));
+  const initrd = options.initramfs !== undefined ? bytesOf(options.initramfs) : buildInitramfs({ ...(options.command !== undefined ? { command: options.command } : {}), ...(options.shell ? { shell: true } : {}) });
+
+  using kvm = Kvm.open(options.device);
+  using memory = GuestMemory.allocate(memorySize);
+  const t0 = performance.now();
+  using vm = kvm.createVm();
+  vm.addSlot({ guestPhysAddr: 0, memory });
+  const mem = (gpa: number, length: number): Uint8Array => vm.memoryAt(gpa, length);
+
+  // The in-kernel PIC/IOAPIC/LAPIC and PIT, created before the vCPU so that it gets a LAPIC.
+  vm.createIrqchip();
+  vm.createPit({ speakerDummy: true }); // also port 0x61 (PIT channel 2 gate and output) in-kernel
+  using vcpu = vm.createVcpu();
+
+  const rsdp = writeAcpiTables(mem, { cpus: 1 });
+  const layout = placeLinux(bz, mem, { memorySize, cmdline: append, initrd, rsdp });
+  // Long mode at startup_64, as the 64-bit boot protocol asks: identity-mapped
+  // RAM (2 MiB pages), a GDT with __BOOT_CS = 0x10 and __BOOT_DS = 0x18 (the
+  // library's flat GDT has exactly these), interrupts off, rsi = boot_params.
+  // setupMode also hands the vCPU the CPUID KVM supports.
+  setupMode(vcpu, {
+    mode: 'long',
+    entry: layout.entry,
+    layout: { gdt: 0x500, pageTables: 0x30000 },
+    avoid: [
+      { start: BigInt(layout.bootParams), end: BigInt(layout.cmdline + 0x1000), what: 'boot_params and the command line' },
+      { start: 0xe0000n, end: 0x100000n, what: 'the ACPI tables' },
+    ],
+  });
+  vcpu.setRegs({ rsi: BigInt(layout.bootParams), rflags: 2n });
+  // What firmware leaves behind: fast strings on, MTRRs on with write-back default.
+  vcpu.setMsrs([
+    { index: 0x1a0, value: 1n }, // IA32_MISC_ENABLE.FAST_STRING
+    { index: 0x2ff, value: 0xc06n }, // IA32_MTRR_DEF_TYPE: E | WB
+  ]);
+
+  type Ending = { outcome: BootOutcome; detail: string };
+  let ending: Ending | undefined;
+  const end = (outcome: BootOutcome, detail: string): void => {
+    ending ??= { outcome, detail };
+  };
+
+  const sink = new ConsoleSink(['Linux version', INIT_LINE, 'Kernel panic'], t0, options.onConsole);
+  const bus = new PortBus(log);
+  const uart = new Uart16550(COM1, (level) => vm.irqLine(COM1_IRQ, level), (b) => sink.push(b));
+  bus.map(COM1, 8, uart);
+  bus.map(0x70, 2, new Cmos());
+  bus.map(0x60, 1, new KeyboardController((how) => end('reboot', how)));
+  bus.map(0x64, 1, new KeyboardController((how) => end('reboot', how)));
+  const pm = new AcpiPm((how) => end('poweroff', how), (how) => end('reboot', how));
+  bus.map(ACPI_PORTS.pm1aEvt, 6, pm);
+  bus.map(ACPI_PORTS.reset, 1, pm);
+  // Port 0x80 is the POST-code / I/O-delay port: written often, meaning nothing.
+  bus.map(0x80, 1, { read: () => 0xff, write: () => {} });
+
+  const onInput = (chunk: Buffer | string): void => uart.receive(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  options.input?.on('data', onInput);
+
+  const mmioLogged = new Set<bigint>();
+  const deadline = t0 + timeoutMs;
+  // Short runs when someone may type, so that input reaches a halted guest soon.
+  const runOptions = { timeoutMs: options.input ? 20 : 100 };
+  let exits = 0;
+  let inRunMs = 0;
+  const ioByPort = new Map<number, number>();
+  let lastYield = performance.now();
+  try {
+    while (!ending) {
+      let exit: VmExit;
+      const before = performance.now();
+      try {
+        exit = vcpu.run(runOptions);
+        inRunMs += performance.now() - before;
+      } catch (e) {
+        end('error', `KVM_RUN failed: ${(e as Error).message}`);
+        break;
+      }
+      exits++;
+      switch (exit.reason) {
+        case 'io': {
+          const { port, size, count, data } = exit;
+          ioByPort.set(port, (ioByPort.get(port) ?? 0) + 1);
+          if (exit.direction === 'out') {
+            if (count === 1) bus.write(port, size, exit.value);
+            else for (let i = 0; i < count; i++) bus.write(port, size, readLE(data, i * size, size));
+          } else {
+            for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.read(port, size));
+          }
+          break;
+        }
+        case 'mmio': {
+          const page = exit.address & ~0xfffn;
+          if (!mmioLogged.has(page)) {
+            mmioLogged.add(page);
+            log(`unhandled MMIO: ${exit.isWrite ? 'write' : 'read'} at 0x${exit.address.toString(16)} (${exit.length} bytes)${exit.isWrite ? ' ignored' : ' -> all ones'} (logged once per page)`);
+          }
+          if (!exit.isWrite) exit.data.fill(0xff);
+          break;
+        }
+        case 'intr':
+          break;
+        case 'shutdown':
+          end('reboot', 'triple fault (KVM_EXIT_SHUTDOWN)');
+          break;
+        case 'system_event':
+          end(exit.type === 'shutdown' ? 'poweroff' : 'reboot', `KVM_EXIT_SYSTEM_EVENT ${exit.type}`);
+          break;
+        case 'hlt':
+          end('error', 'the vCPU halted with exits to user space (no in-kernel LAPIC?)');
+          break;
+        default:
+          end('error', `unexpected exit ${exit.reason}: ${JSON.stringify(exit, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+      }
+      if (ending) break;
+      const now = performance.now();
+      if (now - lastYield >= 25) {
+        sink.flush();
+        if (now > deadline) {
+          end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
+          break;
+        }
+        // Let the event loop run: console writes drain, typed input arrives.
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
+    }
+  } finally {
+    options.input?.off('data', onInput);
+  }
+  sink.flush();
+  const endMs = performance.now() - t0;
+  const kvmStats: Record<string, number> = {};
+  try {
+    using stats = vcpu.openStats();
+    for (const [k, v] of stats.read()) if (typeof v === 'bigint' && v !== 0n) kvmStats[k] = Number(v);
+  } catch { /* no binary stats on this kernel */ }
+  let { outcome, detail } = ending ?? { outcome: 'error' as const, detail: 'the run loop ended without a reason' };
+  // panic=-1 reboots at once on a panic: a reset after "Kernel panic" is the panic.
+  const panic = /Kernel panic - not syncing:?[^\n]*/.exec(sink.text);
+  if (outcome === 'reboot' && panic) {
+    outcome = 'panic';
+    detail = `${panic[0].trim()} (then ${detail})`;
+  }
+  return {
+    outcome,
+    detail,
+    console: sink.text,
+    times: { linuxVersionMs: sink.seen.get('Linux version') ?? null, initLineMs: sink.seen.get(INIT_LINE) ?? null, endMs },
+    exits,
+    inRunMs,
+    kvmStats,
+    ioByPort: [...ioByPort].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([p, n]) => `0x${p.toString(16)}:${n}`).join(' '),
+    unhandled: bus.unhandled,
+    kernelVersion: bz.versionString,
+    append,
+    memoryMb,
+    layout,
+  };
+}
+
+/** The last `n` non-empty lines of a console transcript. */
+export function lastLines(text: string, n: number): string[] {
+  return text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);
+}
+
+// ------------------------------------------------------------------ CLI
+
+const USAGE = `usage: npm run example:linux [-- options]
+  --kernel PATH     bzImage to boot (default: the newest /boot/vmlinuz-*)
+  --initrd PATH     initramfs to use instead of the generated busybox one
+  --append "..."    kernel command line (default: "${DEFAULT_APPEND}")
+  --memory MB       guest RAM (default 256)
+  --run "CMD"       command the generated /init runs (default: uname -a)
+  --shell           interactive: /init starts a shell, stdin goes to the UART
+  --timeout SEC     give up after SEC seconds (default 300)
+  --json            print the result as one JSON line at the end
+  --sandbox         boot inside the node-kvm sandbox even on a hardware-assisted KVM
+  --host            boot on this host's KVM whatever it is
+  --verbose         log every unhandled port (default: only a count at the end)`;
+
+type Cli = {
+  kernel?: string; initrd?: string; append?: string; memory?: string; run?: string; timeout?: string;
+  shell?: boolean; json?: boolean; sandbox?: boolean; host?: boolean; verbose?: boolean; help?: boolean;
+};
+
+async function main(argv: string[]): Promise<number> {
+  let cli: Cli;
+  try {
+    cli = parseArgs({
+      args: argv,
+      options: {
+        kernel: { type: 'string' }, initrd: { type: 'string' }, append: { type: 'string' }, memory: { type: 'string' },
+        run: { type: 'string' }, timeout: { type: 'string' }, shell: { type: 'boolean' }, json: { type: 'boolean' },
+        sandbox: { type: 'boolean' }, host: { type: 'boolean' }, verbose: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values as Cli;
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (cli.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const say = (s: string): void => void process.stderr.write(`[node-kvm linux] ${s}\n`);
+  const inSandbox = process.env.NODE_KVM_IN_SANDBOX === '1';
+
+  // Where to boot: on hardware-assisted KVM here, else in the sandbox.
+  if (!inSandbox && !cli.host) {
+    const probe = probeKvm();
+    const hardware = probe.usable && (probe.vendorModule === 'kvm_intel' || probe.vendorModule === 'kvm_amd');
+    if (!hardware || cli.sandbox) {
+      const why = cli.sandbox
+        ? 'as asked (--sandbox)'
+        : !probe.usable
+          ? `this host has no usable /dev/kvm (${probe.reason ?? 'unknown'})`
+          : `this host's KVM is ${probe.vendorModule}, not hardware-assisted (PVM emulates every kernel-mode instruction: a boot would take many minutes)`;
+      say(`${why}; booting inside the node-kvm sandbox (nested kvm_amd under QEMU TCG)`);
+      if (cli.shell) say('note: the sandbox has no stdin, so --shell cannot be typed into there; interactive mode needs a host with VT-x/AMD-V');
+      const { runInSandbox } = await import('../../sandbox/sandbox.mjs');
+      const tsx = join(__dirname, '../../node_modules/tsx/dist/cli.mjs');
+      const timeoutSec = cli.timeout ? Number(cli.timeout) : 300;
+      const { exitCode } = await runInSandbox({
+        command: [process.execPath, tsx, resolve(__filename), ...argv],
+        timeoutMs: (timeoutSec + 240) * 1000,
+      });
+      return exitCode;
+    }
+    say(`booting on this host's KVM (${probe.vendorModule}, hardware-assisted)`);
+  } else if (inSandbox) {
+    say('running inside the node-kvm sandbox: nested kvm_amd with NPT');
+  }
+
+  const memoryMb = cli.memory ? Number(cli.memory) : 256;
+  const timeoutMs = (cli.timeout ? Number(cli.timeout) : 300) * 1000;
+  const kernel = cli.kernel ?? defaultKernel();
+  const interactive = cli.shell === true && process.stdin.isTTY === true && !inSandbox;
+  say(`kernel ${kernel}, ${memoryMb} MiB, command line "${cli.append ?? DEFAULT_APPEND}"`);
+  const unhandledCount = { n: 0 };
+  if (interactive) process.stdin.setRawMode(true);
+  let result: BootResult;
+  try {
+    result = await bootLinux({
+      kernel,
+      ...(cli.initrd ? { initramfs: cli.initrd } : {}),
+      ...(cli.append !== undefined ? { append: cli.append } : {}),
+      ...(cli.run !== undefined ? { command: cli.run } : {}),
+      ...(cli.shell ? { shell: true } : {}),
+      memoryMb,
+      timeoutMs,
+      onConsole: (s) => process.stdout.write(s),
+      onLog: (line) => {
+        unhandledCount.n++;
+        if (cli.verbose) say(line);
+      },
+      ...(interactive ? { input: process.stdin } : {}),
+    });
+  } finally {
+    if (interactive) {
+      process.stdin.setRawMode(false);
+      process.stdin.pause();
+    }
+  }
+  const t = result.times;
+  const s = (ms: number | null): string => (ms === null ? 'never' : `${(ms / 1000).toFixed(2)} s`);
+  const where = inSandbox ? 'sandbox (nested kvm_amd)' : 'host KVM';
+  if (!cli.verbose && result.unhandled.length) say(`${result.unhandled.length} unhandled port accesses (first use each; --verbose lists them): ${result.unhandled.join(', ')}`);
+  const what = { poweroff: 'guest powered off', reboot: 'guest rebooted', panic: 'guest kernel panicked', timeout: 'timed out', error: 'VMM error' }[result.outcome];
+  say(`${what}: ${result.detail}`);
+  say(`on ${where}: KVM_CREATE_VM -> init's first line ${s(t.initLineMs)}, -> end ${s(t.endMs)} (Linux version at ${s(t.linuxVersionMs)}; ${result.exits} exits)`);
+  if (result.outcome !== 'poweroff' && result.outcome !== 'reboot') {
+    say('last console lines:');
+    for (const l of lastLines(result.console, 15)) process.stderr.write(`  | ${l}\n`);
+  }
+  if (cli.json) {
+    console.log(JSON.stringify({
+      outcome: result.outcome, detail: result.detail, where, kernel, kernelVersion: result.kernelVersion, memoryMb,
+      append: result.append, createVmToInitLineMs: t.initLineMs, createVmToEndMs: t.endMs, linuxVersionMs: t.linuxVersionMs,
+      exits: result.exits, unhandled: result.unhandled,
+    }));
+  }
+  return result.outcome === 'poweroff' ? 0 : result.outcome === 'reboot' ? 3 : 1;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      console.error(`[node-kvm linux] ${(e as Error).stack ?? String(e)}`);
+      process.exit(1);
+    },
+  );
+}
