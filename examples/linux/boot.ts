@@ -13,6 +13,7 @@
 // for a kernel) it re-runs itself in the node-kvm sandbox.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { GuestMemory, Kvm, probeKvm, setupMode, type VmExit } from 'node-kvm';
 import { parseBzImage, placeLinux, type LinuxLayout } from './bzimage';
@@ -48,12 +49,14 @@ export interface BootLinuxOptions {
   onLog?: (line: string) => void;
   /** Bytes to type into the UART (e.g. `process.stdin` in raw mode). */
   input?: NodeJS.ReadableStream;
+  /** Aborting it stops the guest where it is; the result is then `aborted`. */
+  signal?: AbortSignal;
   /** The KVM device (default `/dev/kvm`). */
   device?: string;
 }
 
 /** How the guest ended. */
-export type BootOutcome = 'poweroff' | 'reboot' | 'panic' | 'timeout' | 'error';
+export type BootOutcome = 'poweroff' | 'reboot' | 'panic' | 'timeout' | 'aborted' | 'error';
 
 /** What {@link bootLinux} resolves with. */
 export interface BootResult {
@@ -119,10 +122,6 @@ class ConsoleSink {
       if (!this.seen.has(m) && this.text.indexOf(m, from) >= 0) this.seen.set(m, performance.now() - this.t0);
     }
     this.onText?.(s);
-  }
-
-  lastLines(n: number): string[] {
-    return this.text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);
   }
 }
 
@@ -235,7 +234,7 @@ export async function bootLinux(options: BootLinuxOptions = {}): Promise<BootRes
   const mmioLogged = new Set<bigint>();
   const deadline = t0 + timeoutMs;
   // Short runs when someone may type, so that input reaches a halted guest soon.
-  const runOptions = { timeoutMs: options.input ? 20 : 100 };
+  const runOptions = { timeoutMs: options.input || options.signal ? 20 : 100 };
   let exits = 0;
   let inRunMs = 0;
   const ioByPort = new Map<number, number>();
@@ -296,6 +295,10 @@ export async function bootLinux(options: BootLinuxOptions = {}): Promise<BootRes
           end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
           break;
         }
+        if (options.signal?.aborted) {
+          end('aborted', 'stopped by the caller');
+          break;
+        }
         // Let the event loop run: console writes drain, typed input arrives.
         await new Promise((r) => setImmediate(r));
         lastYield = performance.now();
@@ -354,7 +357,7 @@ const USAGE = `usage: npm run example:linux [-- options]
   --json            print the result as one JSON line at the end
   --sandbox         boot inside the node-kvm sandbox even on a hardware-assisted KVM
   --host            boot on this host's KVM whatever it is
-  --verbose         log every unhandled port (default: only a count at the end)`;
+  --verbose         log each unhandled port as the guest first uses it (default: listed at the end)`;
 
 type Cli = {
   kernel?: string; initrd?: string; append?: string; memory?: string; run?: string; timeout?: string;
@@ -382,6 +385,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const say = (s: string): void => void process.stderr.write(`[node-kvm linux] ${s}\n`);
+  for (const [name, v] of [['--memory', cli.memory], ['--timeout', cli.timeout]] as const) {
+    if (v !== undefined && !(Number(v) > 0)) {
+      console.error(`${name} takes a positive number, not ${JSON.stringify(v)}\n${USAGE}`);
+      return 2;
+    }
+  }
   const inSandbox = process.env.NODE_KVM_IN_SANDBOX === '1';
 
   // Where to boot: on hardware-assisted KVM here, else in the sandbox.
@@ -398,10 +407,11 @@ async function main(argv: string[]): Promise<number> {
       if (cli.shell) say('note: the sandbox has no stdin, so --shell cannot be typed into there; interactive mode needs a host with VT-x/AMD-V');
       const { runInSandbox } = await import('../../sandbox/sandbox.mjs');
       const tsx = join(__dirname, '../../node_modules/tsx/dist/cli.mjs');
-      const timeoutSec = cli.timeout ? Number(cli.timeout) : 300;
       const { exitCode } = await runInSandbox({
         command: [process.execPath, tsx, resolve(__filename), ...argv],
-        timeoutMs: (timeoutSec + 240) * 1000,
+        // Room for the guest's RAM beside the sandbox's own kernel and node.
+        memoryMb: Math.max(2048, Number(cli.memory ?? 256) + 1024),
+        timeoutMs: (Number(cli.timeout ?? 300) + 240) * 1000,
       });
       return exitCode;
     }
@@ -410,13 +420,26 @@ async function main(argv: string[]): Promise<number> {
     say('running inside the node-kvm sandbox: nested kvm_amd with NPT');
   }
 
-  const memoryMb = cli.memory ? Number(cli.memory) : 256;
-  const timeoutMs = (cli.timeout ? Number(cli.timeout) : 300) * 1000;
+  const memoryMb = Number(cli.memory ?? 256);
+  const timeoutMs = Number(cli.timeout ?? 300) * 1000;
   const kernel = cli.kernel ?? defaultKernel();
   const interactive = cli.shell === true && process.stdin.isTTY === true && !inSandbox;
   say(`kernel ${kernel}, ${memoryMb} MiB, command line "${cli.append ?? DEFAULT_APPEND}"`);
-  const unhandledCount = { n: 0 };
-  if (interactive) process.stdin.setRawMode(true);
+  // Interactive: the terminal's keys go to the UART as they are (raw mode,
+  // so ^C reaches the guest's shell); Ctrl-] stops the VM, as in telnet.
+  const stop = new AbortController();
+  const keys = new PassThrough();
+  if (interactive) {
+    process.stdin.setRawMode(true);
+    process.stdin.on('data', (chunk: Buffer) => {
+      const at = chunk.indexOf(0x1d);
+      if (at >= 0) {
+        keys.write(chunk.subarray(0, at));
+        stop.abort();
+      } else keys.write(chunk);
+    });
+    say('interactive: your keys go to the guest; Ctrl-] stops the VM');
+  }
   let result: BootResult;
   try {
     result = await bootLinux({
@@ -429,10 +452,9 @@ async function main(argv: string[]): Promise<number> {
       timeoutMs,
       onConsole: (s) => process.stdout.write(s),
       onLog: (line) => {
-        unhandledCount.n++;
-        if (cli.verbose) say(line);
+        if (cli.verbose || !line.startsWith('unhandled')) say(line);
       },
-      ...(interactive ? { input: process.stdin } : {}),
+      ...(interactive ? { input: keys, signal: stop.signal } : {}),
     });
   } finally {
     if (interactive) {
@@ -443,22 +465,23 @@ async function main(argv: string[]): Promise<number> {
   const t = result.times;
   const s = (ms: number | null): string => (ms === null ? 'never' : `${(ms / 1000).toFixed(2)} s`);
   const where = inSandbox ? 'sandbox (nested kvm_amd)' : 'host KVM';
-  if (!cli.verbose && result.unhandled.length) say(`${result.unhandled.length} unhandled port accesses (first use each; --verbose lists them): ${result.unhandled.join(', ')}`);
-  const what = { poweroff: 'guest powered off', reboot: 'guest rebooted', panic: 'guest kernel panicked', timeout: 'timed out', error: 'VMM error' }[result.outcome];
+  if (!cli.verbose && result.unhandled.length) say(`unhandled I/O (answered with all ones or ignored; --verbose logs each as it happens): ${result.unhandled.join(', ')}`);
+  const what = { poweroff: 'guest powered off', reboot: 'guest rebooted', panic: 'guest kernel panicked', timeout: 'timed out', aborted: 'stopped', error: 'VMM error' }[result.outcome];
   say(`${what}: ${result.detail}`);
   say(`on ${where}: KVM_CREATE_VM -> init's first line ${s(t.initLineMs)}, -> end ${s(t.endMs)} (Linux version at ${s(t.linuxVersionMs)}; ${result.exits} exits)`);
-  if (result.outcome !== 'poweroff' && result.outcome !== 'reboot') {
+  if (result.outcome !== 'poweroff' && result.outcome !== 'reboot' && result.outcome !== 'aborted') {
     say('last console lines:');
     for (const l of lastLines(result.console, 15)) process.stderr.write(`  | ${l}\n`);
   }
+  const ms = (x: number | null): number | null => (x === null ? null : Math.round(x));
   if (cli.json) {
     console.log(JSON.stringify({
       outcome: result.outcome, detail: result.detail, where, kernel, kernelVersion: result.kernelVersion, memoryMb,
-      append: result.append, createVmToInitLineMs: t.initLineMs, createVmToEndMs: t.endMs, linuxVersionMs: t.linuxVersionMs,
-      exits: result.exits, unhandled: result.unhandled,
+      append: result.append, createVmToInitLineMs: ms(t.initLineMs), createVmToEndMs: ms(t.endMs), createVmToLinuxVersionMs: ms(t.linuxVersionMs),
+      inKvmRunMs: ms(result.inRunMs), exitsToUserSpace: result.exits, kvmStats: result.kvmStats, busiestPorts: result.ioByPort, unhandled: result.unhandled,
     }));
   }
-  return result.outcome === 'poweroff' ? 0 : result.outcome === 'reboot' ? 3 : 1;
+  return { poweroff: 0, reboot: 3, aborted: 130, panic: 1, timeout: 1, error: 1 }[result.outcome];
 }
 
 if (require.main === module) {
