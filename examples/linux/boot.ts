@@ -15,10 +15,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { GuestMemory, Kvm, probeKvm, setupMode, type VmExit } from 'node-kvm';
+import { GuestMemory, Kvm, Vm, probeKvm, setupMode, type Snapshot, type Vcpu, type VmExit } from 'node-kvm';
 import { parseBzImage, placeLinux, type LinuxLayout } from './bzimage';
 import { ACPI_PORTS, writeAcpiTables } from './acpi';
-import { AcpiPm, Cmos, KeyboardController, PortBus, Uart16550 } from './devices';
+import { AcpiPm, Cmos, KeyboardController, PortBus, Uart16550, type UartState } from './devices';
 import { INIT_LINE, buildInitramfs } from './initramfs';
 
 /** The command line used when none is given. */
@@ -134,209 +134,385 @@ function writeLE(d: Uint8Array, at: number, size: number, v: number): void {
 
 const bytesOf = (x: string | Uint8Array): Uint8Array => (typeof x === 'string' ? readFileSync(x) : x);
 
+/** Options of {@link LinuxMachine.run}. */
+export interface RunLinuxOptions {
+  /** Give up after this long from now (default 300 s); the result is then `timeout`. */
+  timeoutMs?: number;
+  /** Return `'paused'` as soon as this holds for the console text so far (checked every few ms). */
+  until?: (console: string) => boolean;
+  /** Bytes to type into the UART while running (e.g. `process.stdin` in raw mode). */
+  input?: NodeJS.ReadableStream;
+  /** Aborting it stops the guest where it is; the result is then `aborted`. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link LinuxMachine.boot} and {@link LinuxMachine.restore}. */
+export interface MachineOptions {
+  /** Receives the guest's console output as it comes (it is also in {@link LinuxMachine.console}). */
+  onConsole?: (text: string) => void;
+  /** Receives the VMM's own one-line messages (unhandled I/O and the like). */
+  onLog?: (line: string) => void;
+  /** The KVM device (default `/dev/kvm`). */
+  device?: string;
+}
+
+/** A {@link LinuxMachine.snapshot}: the VM's (node-kvm's `Vm.snapshot()`) and our devices' state. */
+export interface LinuxSnapshot {
+  vm: Snapshot;
+  devices: { uart: UartState; cmos: ReturnType<Cmos['save']>; pm: ReturnType<AcpiPm['save']> };
+  kernelVersion: string;
+  append: string;
+  memoryMb: number;
+  layout: LinuxLayout;
+}
+
+type Ending = { outcome: BootOutcome; detail: string };
+
+/**
+ * A PC running Linux: the VM, its vCPU, the devices and the console. Make one
+ * with {@link LinuxMachine.boot} (or {@link LinuxMachine.restore}), drive it
+ * with {@link LinuxMachine.run}, close it (or `using`).
+ */
+export class LinuxMachine {
+  readonly kvm: Kvm;
+  readonly vm: Vm;
+  readonly vcpu: Vcpu;
+  readonly kernelVersion: string;
+  readonly append: string;
+  readonly memoryMb: number;
+  readonly layout: LinuxLayout;
+  /** `performance.now()` just before `KVM_CREATE_VM` (or the restore): the times count from here. */
+  readonly t0: number;
+  readonly #owned: Disposable[];
+  readonly #sink: ConsoleSink;
+  readonly #bus: PortBus;
+  readonly #uart: Uart16550;
+  readonly #cmos = new Cmos();
+  readonly #pm: AcpiPm;
+  readonly #coalesced: boolean;
+  #ending: Ending | undefined;
+  #exits = 0;
+  #inRunMs = 0;
+  readonly #ioByPort = new Map<number, number>();
+
+  private constructor(
+    parts: { kvm: Kvm; vm: Vm; vcpu: Vcpu; owned: Disposable[]; t0: number },
+    info: { kernelVersion: string; append: string; memoryMb: number; layout: LinuxLayout },
+    options: MachineOptions,
+  ) {
+    ({ kvm: this.kvm, vm: this.vm, vcpu: this.vcpu, t0: this.t0 } = parts);
+    this.#owned = parts.owned;
+    ({ kernelVersion: this.kernelVersion, append: this.append, memoryMb: this.memoryMb, layout: this.layout } = info);
+    const log = options.onLog ?? (() => {});
+    const end = (outcome: BootOutcome, detail: string): void => {
+      this.#ending ??= { outcome, detail };
+    };
+    this.#sink = new ConsoleSink(['Linux version', INIT_LINE, 'Kernel panic'], this.t0, options.onConsole);
+    const bus = (this.#bus = new PortBus(log));
+    this.#uart = new Uart16550(COM1, (level) => this.vm.irqLine(COM1_IRQ, level), (b) => this.#sink.push(b));
+    bus.map(COM1, 8, this.#uart);
+    bus.map(0x70, 2, this.#cmos);
+    const kbc = new KeyboardController((how) => end('reboot', how));
+    bus.map(0x60, 1, kbc);
+    bus.map(0x64, 1, kbc);
+    this.#pm = new AcpiPm((how) => end('poweroff', how), (how) => end('reboot', how));
+    bus.map(ACPI_PORTS.pm1aEvt, 6, this.#pm);
+    bus.map(ACPI_PORTS.reset, 1, this.#pm);
+    // Port 0x80 is the POST-code / I/O-delay port: written often, meaning nothing.
+    bus.map(0x80, 1, { read: () => 0xff, write: () => {} });
+
+    // Writes to THR (0x3f8) queue in KVM's coalesced-PIO ring instead of each
+    // exiting; they are drained before every exit is served, so they reach the
+    // UART in order with everything else. That halves the exits of console
+    // output (per character Linux reads LSR, which must exit, then writes THR).
+    let coalesced = false;
+    try {
+      this.vm.addCoalescedZone({ address: COM1, size: 1, pio: true });
+      coalesced = true;
+    } catch (e) {
+      log(`no coalesced PIO (${(e as Error).message}): every console byte exits`);
+    }
+    this.#coalesced = coalesced;
+  }
+
+  /**
+   * Creates a VM and puts Linux in it, ready to run from startup_64: RAM
+   * with an e820 map, ACPI tables, the bzImage, command line and initramfs,
+   * the in-kernel irqchip and PIT, and the vCPU in long mode. Throws when
+   * that cannot be done (no KVM, a bad bzImage, too little memory).
+   */
+  static boot(options: BootLinuxOptions = {}): LinuxMachine {
+    const memoryMb = options.memoryMb ?? 256;
+    if (!Number.isInteger(memoryMb) || memoryMb < 128 || memoryMb > 3072) throw new RangeError(`memoryMb must be an integer from 128 to 3072, not ${memoryMb}`);
+    const memorySize = memoryMb * MiB;
+    const append = options.append ?? DEFAULT_APPEND;
+    const log = options.onLog ?? (() => {});
+    const bz = parseBzImage(bytesOf(options.kernel ?? defaultKernel()));
+    const initrd = options.initramfs !== undefined ? bytesOf(options.initramfs) : buildInitramfs({ ...(options.command !== undefined ? { command: options.command } : {}), ...(options.shell ? { shell: true } : {}) });
+
+    const owned: Disposable[] = [];
+    try {
+      const kvm = Kvm.open(options.device);
+      owned.push(kvm);
+      const memory = GuestMemory.allocate(memorySize);
+      owned.push(memory);
+      const t0 = performance.now();
+      const vm = kvm.createVm();
+      owned.push(vm);
+      vm.addSlot({ guestPhysAddr: 0, memory });
+      const mem = (gpa: number, length: number): Uint8Array => vm.memoryAt(gpa, length);
+
+      // The in-kernel PIC/IOAPIC/LAPIC and PIT, created before the vCPU so that it gets a LAPIC.
+      vm.createIrqchip();
+      vm.createPit({ speakerDummy: true }); // also port 0x61 (PIT channel 2 gate and output) in-kernel
+      const vcpu = vm.createVcpu();
+
+      const rsdp = writeAcpiTables(mem, { cpus: 1 });
+      const layout = placeLinux(bz, mem, { memorySize, cmdline: append, initrd, rsdp });
+      // Long mode at startup_64, as the 64-bit boot protocol asks: identity-mapped
+      // RAM (2 MiB pages), a GDT with __BOOT_CS = 0x10 and __BOOT_DS = 0x18 (the
+      // library's flat GDT has exactly these), interrupts off, rsi = boot_params.
+      // setupMode also hands the vCPU the CPUID KVM supports.
+      setupMode(vcpu, {
+        mode: 'long',
+        entry: layout.entry,
+        layout: { gdt: 0x500, pageTables: 0x30000 },
+        avoid: [
+          { start: BigInt(layout.bootParams), end: BigInt(layout.cmdline + 0x1000), what: 'boot_params and the command line' },
+          { start: 0xe0000n, end: 0x100000n, what: 'the ACPI tables' },
+        ],
+      });
+      vcpu.setRegs({ rsi: BigInt(layout.bootParams), rflags: 2n });
+      // XCR0 as Linux will set it (every user feature KVM supports). KVM sizes
+      // CPUID leaf 0xD from the XCR0 it knows of; under QEMU TCG's nested SVM (the
+      // sandbox) the guest's XSETBV never reaches KVM, so the size would stay at
+      // x87-only and Linux would warn of an XSAVE size mismatch and drop XSAVE.
+      const xsave = kvm.getSupportedCpuid().find((e) => e.function === 0xd && e.index === 0);
+      if (xsave) {
+        try {
+          vcpu.setXcrs({ flags: 0, xcrs: [{ xcr: 0, value: BigInt(xsave.eax) | (BigInt(xsave.edx) << 32n) }] });
+        } catch (e) {
+          log(`KVM_SET_XCRS refused XCR0 0x${xsave.eax.toString(16)}: ${(e as Error).message}`);
+        }
+      }
+      // What firmware leaves behind: fast strings on, MTRRs on with write-back default.
+      vcpu.setMsrs([
+        { index: 0x1a0, value: 1n }, // IA32_MISC_ENABLE.FAST_STRING
+        { index: 0x2ff, value: 0xc06n }, // IA32_MTRR_DEF_TYPE: E | WB
+      ]);
+      return new LinuxMachine({ kvm, vm, vcpu, owned, t0 }, { kernelVersion: bz.versionString, append, memoryMb, layout }, options);
+    } catch (e) {
+      for (const o of owned.reverse()) o[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /**
+   * A new machine that goes on from a {@link LinuxMachine.snapshot}: node-kvm
+   * restores the VM (vCPU state, irqchip, PIT, clock, memory); we restore the
+   * devices. Its console starts empty.
+   */
+  static restore(snapshot: LinuxSnapshot, options: MachineOptions = {}): LinuxMachine {
+    const kvm = Kvm.open(options.device);
+    try {
+      const t0 = performance.now();
+      const restored = Vm.restore(kvm, snapshot.vm);
+      const vcpu = restored.vcpus[0];
+      if (!vcpu) throw new Error('the snapshot has no vCPU');
+      const m = new LinuxMachine({ kvm, vm: restored.vm, vcpu, owned: [kvm, restored], t0 }, snapshot, options);
+      m.#uart.load(snapshot.devices.uart);
+      m.#cmos.load(snapshot.devices.cmos);
+      m.#pm.load(snapshot.devices.pm);
+      return m;
+    } catch (e) {
+      kvm.close();
+      throw e;
+    }
+  }
+
+  /** Everything the guest wrote to the console so far. */
+  get console(): string {
+    return this.#sink.text;
+  }
+
+  /** Types `text` into the UART (the guest reads it as the console's input). */
+  type(text: string | Uint8Array): void {
+    this.#uart.receive(typeof text === 'string' ? new TextEncoder().encode(text) : text);
+  }
+
+  /**
+   * The whole machine as data: the VM's snapshot (memory images included)
+   * and our devices' registers. Take it between runs.
+   */
+  snapshot(): LinuxSnapshot {
+    if (this.#coalesced) this.vcpu.drainCoalesced(this.#onCoalesced);
+    return {
+      vm: this.vm.snapshot(),
+      devices: { uart: this.#uart.save(), cmos: this.#cmos.save(), pm: this.#pm.save() },
+      kernelVersion: this.kernelVersion,
+      append: this.append,
+      memoryMb: this.memoryMb,
+      layout: this.layout,
+    };
+  }
+
+  readonly #onCoalesced = (address: bigint, _length: number, data: Uint8Array): void => this.#bus.write(Number(address), 1, data[0] ?? 0);
+
+  /**
+   * Runs the guest and serves its exits until it powers off, reboots,
+   * panics, runs out of time or is aborted (the {@link BootResult}), or until
+   * `until` holds (`'paused'`; run again to go on). Never throws for what the
+   * guest does.
+   */
+  async run(options: RunLinuxOptions = {}): Promise<BootResult | 'paused'> {
+    const timeoutMs = options.timeoutMs ?? 300_000;
+    const { vcpu } = this;
+    const bus = this.#bus;
+    const sink = this.#sink;
+    const onCoalesced = this.#onCoalesced;
+    const end = (outcome: BootOutcome, detail: string): void => {
+      this.#ending ??= { outcome, detail };
+    };
+    const onInput = (chunk: Buffer | string): void => this.#uart.receive(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    options.input?.on('data', onInput);
+    const mmioLogged = new Set<bigint>();
+    const deadline = performance.now() + timeoutMs;
+    // Short runs when someone may type, so that input reaches a halted guest soon.
+    const runOptions = { timeoutMs: options.input || options.signal || options.until ? 20 : 100 };
+    let lastYield = performance.now();
+    try {
+      while (!this.#ending) {
+        let exit: VmExit;
+        const before = performance.now();
+        try {
+          exit = vcpu.run(runOptions);
+          this.#inRunMs += performance.now() - before;
+        } catch (e) {
+          end('error', `KVM_RUN failed: ${(e as Error).message}`);
+          break;
+        }
+        this.#exits++;
+        if (this.#coalesced) vcpu.drainCoalesced(onCoalesced);
+        switch (exit.reason) {
+          case 'io': {
+            const { port, size, count, data } = exit;
+            this.#ioByPort.set(port, (this.#ioByPort.get(port) ?? 0) + 1);
+            if (exit.direction === 'out') {
+              if (count === 1) bus.write(port, size, exit.value);
+              else for (let i = 0; i < count; i++) bus.write(port, size, readLE(data, i * size, size));
+            } else {
+              for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.read(port, size));
+            }
+            break;
+          }
+          case 'mmio': {
+            const page = exit.address & ~0xfffn;
+            if (!mmioLogged.has(page)) {
+              mmioLogged.add(page);
+              bus.note(`unhandled MMIO: ${exit.isWrite ? 'write' : 'read'} at 0x${exit.address.toString(16)} (${exit.length} bytes)${exit.isWrite ? ' ignored' : ' -> all ones'} (logged once per page)`);
+            }
+            if (!exit.isWrite) exit.data.fill(0xff);
+            break;
+          }
+          case 'intr':
+            break;
+          case 'shutdown':
+            end('reboot', 'triple fault (KVM_EXIT_SHUTDOWN)');
+            break;
+          case 'system_event':
+            end(exit.type === 'shutdown' ? 'poweroff' : 'reboot', `KVM_EXIT_SYSTEM_EVENT ${exit.type}`);
+            break;
+          case 'hlt':
+            end('error', 'the vCPU halted with exits to user space (no in-kernel LAPIC?)');
+            break;
+          default:
+            end('error', `unexpected exit ${exit.reason}: ${JSON.stringify(exit, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+        }
+        if (this.#ending) break;
+        const now = performance.now();
+        if (now - lastYield >= 25) {
+          sink.flush();
+          if (now > deadline) {
+            end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
+            break;
+          }
+          if (options.signal?.aborted) {
+            end('aborted', 'stopped by the caller');
+            break;
+          }
+          if (options.until?.(sink.text)) return 'paused';
+          // Let the event loop run: console writes drain, typed input arrives.
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
+      }
+    } finally {
+      options.input?.off('data', onInput);
+    }
+    if (this.#coalesced) vcpu.drainCoalesced(onCoalesced);
+    sink.flush();
+    return this.#result();
+  }
+
+  #result(): BootResult {
+    const endMs = performance.now() - this.t0;
+    const kvmStats: Record<string, number> = {};
+    try {
+      using stats = this.vcpu.openStats();
+      for (const [k, v] of stats.read()) if (typeof v === 'bigint' && v !== 0n) kvmStats[k] = Number(v);
+    } catch { /* no binary stats on this kernel */ }
+    const text = this.#sink.text;
+    let { outcome, detail } = this.#ending ?? { outcome: 'error' as const, detail: 'the run loop ended without a reason' };
+    // panic=-1 reboots at once on a panic: a reset after "Kernel panic" is the panic.
+    const panic = /Kernel panic - not syncing:?[^\n]*/.exec(text);
+    if (outcome === 'reboot' && panic) {
+      outcome = 'panic';
+      detail = `${panic[0].trim()} (then ${detail})`;
+    }
+    const seen = this.#sink.seen;
+    return {
+      outcome,
+      detail,
+      console: text,
+      times: { linuxVersionMs: seen.get('Linux version') ?? null, initLineMs: seen.get(INIT_LINE) ?? null, endMs },
+      exits: this.#exits,
+      inRunMs: this.#inRunMs,
+      kvmStats,
+      ioByPort: [...this.#ioByPort].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([p, n]) => `0x${p.toString(16)}:${n}`).join(' '),
+      unhandled: this.#bus.unhandled,
+      kernelVersion: this.kernelVersion,
+      append: this.append,
+      memoryMb: this.memoryMb,
+      layout: this.layout,
+    };
+  }
+
+  /** Closes the VM (its vCPU too), its memory and /dev/kvm. */
+  close(): void {
+    for (const o of this.#owned.splice(0).reverse()) o[Symbol.dispose]();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
 /**
  * Boots Linux in a fresh VM on this process's KVM and serves it until it
- * powers off, reboots, panics or runs out of time. Never throws for what
- * the guest does; throws only when the VM cannot be set up (no KVM, a bad
- * bzImage, too little memory).
+ * powers off, reboots, panics or runs out of time ({@link LinuxMachine.boot},
+ * then {@link LinuxMachine.run}). Never throws for what the guest does;
+ * throws only when the VM cannot be set up (no KVM, a bad bzImage, too
+ * little memory).
  */
 export async function bootLinux(options: BootLinuxOptions = {}): Promise<BootResult> {
-  const memoryMb = options.memoryMb ?? 256;
-  if (!Number.isInteger(memoryMb) || memoryMb < 128 || memoryMb > 3072) throw new RangeError(`memoryMb must be an integer from 128 to 3072, not ${memoryMb}`);
-  const memorySize = memoryMb * MiB;
-  const append = options.append ?? DEFAULT_APPEND;
-  const timeoutMs = options.timeoutMs ?? 300_000;
-  const log = options.onLog ?? (() => {});
-  const bz = parseBzImage(bytesOf(options.kernel ?? defaultKernel()));
-  const initrd = options.initramfs !== undefined ? bytesOf(options.initramfs) : buildInitramfs({ ...(options.command !== undefined ? { command: options.command } : {}), ...(options.shell ? { shell: true } : {}) });
-
-  using kvm = Kvm.open(options.device);
-  using memory = GuestMemory.allocate(memorySize);
-  const t0 = performance.now();
-  using vm = kvm.createVm();
-  vm.addSlot({ guestPhysAddr: 0, memory });
-  const mem = (gpa: number, length: number): Uint8Array => vm.memoryAt(gpa, length);
-
-  // The in-kernel PIC/IOAPIC/LAPIC and PIT, created before the vCPU so that it gets a LAPIC.
-  vm.createIrqchip();
-  vm.createPit({ speakerDummy: true }); // also port 0x61 (PIT channel 2 gate and output) in-kernel
-  using vcpu = vm.createVcpu();
-
-  const rsdp = writeAcpiTables(mem, { cpus: 1 });
-  const layout = placeLinux(bz, mem, { memorySize, cmdline: append, initrd, rsdp });
-  // Long mode at startup_64, as the 64-bit boot protocol asks: identity-mapped
-  // RAM (2 MiB pages), a GDT with __BOOT_CS = 0x10 and __BOOT_DS = 0x18 (the
-  // library's flat GDT has exactly these), interrupts off, rsi = boot_params.
-  // setupMode also hands the vCPU the CPUID KVM supports.
-  setupMode(vcpu, {
-    mode: 'long',
-    entry: layout.entry,
-    layout: { gdt: 0x500, pageTables: 0x30000 },
-    avoid: [
-      { start: BigInt(layout.bootParams), end: BigInt(layout.cmdline + 0x1000), what: 'boot_params and the command line' },
-      { start: 0xe0000n, end: 0x100000n, what: 'the ACPI tables' },
-    ],
+  using machine = LinuxMachine.boot(options);
+  const r = await machine.run({
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.input ? { input: options.input } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
-  vcpu.setRegs({ rsi: BigInt(layout.bootParams), rflags: 2n });
-  // XCR0 as Linux will set it (every user feature KVM supports). KVM sizes
-  // CPUID leaf 0xD from the XCR0 it knows of; under QEMU TCG's nested SVM (the
-  // sandbox) the guest's XSETBV never reaches KVM, so the size would stay at
-  // x87-only and Linux would warn of an XSAVE size mismatch and drop XSAVE.
-  const xsave = kvm.getSupportedCpuid().find((e) => e.function === 0xd && e.index === 0);
-  if (xsave) {
-    try {
-      vcpu.setXcrs({ flags: 0, xcrs: [{ xcr: 0, value: BigInt(xsave.eax) | (BigInt(xsave.edx) << 32n) }] });
-    } catch (e) {
-      log(`KVM_SET_XCRS refused XCR0 0x${xsave.eax.toString(16)}: ${(e as Error).message}`);
-    }
-  }
-  // What firmware leaves behind: fast strings on, MTRRs on with write-back default.
-  vcpu.setMsrs([
-    { index: 0x1a0, value: 1n }, // IA32_MISC_ENABLE.FAST_STRING
-    { index: 0x2ff, value: 0xc06n }, // IA32_MTRR_DEF_TYPE: E | WB
-  ]);
-
-  type Ending = { outcome: BootOutcome; detail: string };
-  let ending: Ending | undefined;
-  const end = (outcome: BootOutcome, detail: string): void => {
-    ending ??= { outcome, detail };
-  };
-
-  const sink = new ConsoleSink(['Linux version', INIT_LINE, 'Kernel panic'], t0, options.onConsole);
-  const bus = new PortBus(log);
-  const uart = new Uart16550(COM1, (level) => vm.irqLine(COM1_IRQ, level), (b) => sink.push(b));
-  bus.map(COM1, 8, uart);
-  bus.map(0x70, 2, new Cmos());
-  bus.map(0x60, 1, new KeyboardController((how) => end('reboot', how)));
-  bus.map(0x64, 1, new KeyboardController((how) => end('reboot', how)));
-  const pm = new AcpiPm((how) => end('poweroff', how), (how) => end('reboot', how));
-  bus.map(ACPI_PORTS.pm1aEvt, 6, pm);
-  bus.map(ACPI_PORTS.reset, 1, pm);
-  // Port 0x80 is the POST-code / I/O-delay port: written often, meaning nothing.
-  bus.map(0x80, 1, { read: () => 0xff, write: () => {} });
-
-  // Writes to THR (0x3f8) queue in KVM's coalesced-PIO ring instead of each
-  // exiting; they are drained before every exit is served, so they reach the
-  // UART in order with everything else. That halves the exits of console
-  // output (per character Linux reads LSR, which must exit, then writes THR).
-  let coalesced = false;
-  try {
-    vm.addCoalescedZone({ address: COM1, size: 1, pio: true });
-    coalesced = true;
-  } catch (e) {
-    log(`no coalesced PIO (${(e as Error).message}): every console byte exits`);
-  }
-  const onCoalesced = (address: bigint, _length: number, data: Uint8Array): void => bus.write(Number(address), 1, data[0] ?? 0);
-
-  const onInput = (chunk: Buffer | string): void => uart.receive(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  options.input?.on('data', onInput);
-
-  const mmioLogged = new Set<bigint>();
-  const deadline = t0 + timeoutMs;
-  // Short runs when someone may type, so that input reaches a halted guest soon.
-  const runOptions = { timeoutMs: options.input || options.signal ? 20 : 100 };
-  let exits = 0;
-  let inRunMs = 0;
-  const ioByPort = new Map<number, number>();
-  let lastYield = performance.now();
-  try {
-    while (!ending) {
-      let exit: VmExit;
-      const before = performance.now();
-      try {
-        exit = vcpu.run(runOptions);
-        inRunMs += performance.now() - before;
-      } catch (e) {
-        end('error', `KVM_RUN failed: ${(e as Error).message}`);
-        break;
-      }
-      exits++;
-      if (coalesced) vcpu.drainCoalesced(onCoalesced);
-      switch (exit.reason) {
-        case 'io': {
-          const { port, size, count, data } = exit;
-          ioByPort.set(port, (ioByPort.get(port) ?? 0) + 1);
-          if (exit.direction === 'out') {
-            if (count === 1) bus.write(port, size, exit.value);
-            else for (let i = 0; i < count; i++) bus.write(port, size, readLE(data, i * size, size));
-          } else {
-            for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.read(port, size));
-          }
-          break;
-        }
-        case 'mmio': {
-          const page = exit.address & ~0xfffn;
-          if (!mmioLogged.has(page)) {
-            mmioLogged.add(page);
-            log(`unhandled MMIO: ${exit.isWrite ? 'write' : 'read'} at 0x${exit.address.toString(16)} (${exit.length} bytes)${exit.isWrite ? ' ignored' : ' -> all ones'} (logged once per page)`);
-          }
-          if (!exit.isWrite) exit.data.fill(0xff);
-          break;
-        }
-        case 'intr':
-          break;
-        case 'shutdown':
-          end('reboot', 'triple fault (KVM_EXIT_SHUTDOWN)');
-          break;
-        case 'system_event':
-          end(exit.type === 'shutdown' ? 'poweroff' : 'reboot', `KVM_EXIT_SYSTEM_EVENT ${exit.type}`);
-          break;
-        case 'hlt':
-          end('error', 'the vCPU halted with exits to user space (no in-kernel LAPIC?)');
-          break;
-        default:
-          end('error', `unexpected exit ${exit.reason}: ${JSON.stringify(exit, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
-      }
-      if (ending) break;
-      const now = performance.now();
-      if (now - lastYield >= 25) {
-        sink.flush();
-        if (now > deadline) {
-          end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
-          break;
-        }
-        if (options.signal?.aborted) {
-          end('aborted', 'stopped by the caller');
-          break;
-        }
-        // Let the event loop run: console writes drain, typed input arrives.
-        await new Promise((r) => setImmediate(r));
-        lastYield = performance.now();
-      }
-    }
-  } finally {
-    options.input?.off('data', onInput);
-  }
-  if (coalesced) vcpu.drainCoalesced(onCoalesced);
-  sink.flush();
-  const endMs = performance.now() - t0;
-  const kvmStats: Record<string, number> = {};
-  try {
-    using stats = vcpu.openStats();
-    for (const [k, v] of stats.read()) if (typeof v === 'bigint' && v !== 0n) kvmStats[k] = Number(v);
-  } catch { /* no binary stats on this kernel */ }
-  let { outcome, detail } = ending ?? { outcome: 'error' as const, detail: 'the run loop ended without a reason' };
-  // panic=-1 reboots at once on a panic: a reset after "Kernel panic" is the panic.
-  const panic = /Kernel panic - not syncing:?[^\n]*/.exec(sink.text);
-  if (outcome === 'reboot' && panic) {
-    outcome = 'panic';
-    detail = `${panic[0].trim()} (then ${detail})`;
-  }
-  return {
-    outcome,
-    detail,
-    console: sink.text,
-    times: { linuxVersionMs: sink.seen.get('Linux version') ?? null, initLineMs: sink.seen.get(INIT_LINE) ?? null, endMs },
-    exits,
-    inRunMs,
-    kvmStats,
-    ioByPort: [...ioByPort].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([p, n]) => `0x${p.toString(16)}:${n}`).join(' '),
-    unhandled: bus.unhandled,
-    kernelVersion: bz.versionString,
-    append,
-    memoryMb,
-    layout,
-  };
+  if (r === 'paused') throw new Error('unreachable: no until given');
+  return r;
 }
 
 /** The last `n` non-empty lines of a console transcript. */

@@ -11,9 +11,6 @@ export interface PortDevice {
   write(port: number, size: number, value: number): void;
 }
 
-/** Why the machine stopped, as the devices saw it. */
-export type MachineEvent = { kind: 'poweroff'; how: string } | { kind: 'reboot'; how: string };
-
 /** Port → device dispatch, with the one-line log of everything unclaimed. */
 export class PortBus {
   readonly #devices: (PortDevice | undefined)[] = new Array(0x10000);
@@ -22,6 +19,11 @@ export class PortBus {
   readonly unhandled: string[] = [];
 
   constructor(private readonly log: (line: string) => void) {}
+
+  /** Logs a line of the VMM's own (e.g. an unhandled MMIO access). */
+  note(line: string): void {
+    this.log(line);
+  }
 
   /** Claims `count` ports from `base` for `device`. */
   map(base: number, count: number, device: PortDevice): void {
@@ -79,6 +81,12 @@ const MSR_CTS = 0x10;
 const MSR_DSR = 0x20;
 const MSR_DCD = 0x80;
 
+/** What {@link Uart16550.save} returns. */
+export interface UartState {
+  ier: number; lcr: number; mcr: number; lsr: number; msr: number; scr: number; dll: number; dlm: number;
+  fifo: boolean; thrPending: boolean; rx: number[];
+}
+
 /**
  * A 16550A UART (the console, ttyS0 at 0x3f8, IRQ 4), modelled on QEMU's:
  * transmission is instant (THR is always empty again at once), received bytes
@@ -111,6 +119,31 @@ export class Uart16550 implements PortDevice {
     private readonly setIrq: (level: boolean) => void,
     private readonly onTransmit: (byte: number) => void,
   ) {}
+
+  /** The registers and queued input, JSON-able, for a snapshot. */
+  save(): UartState {
+    return {
+      ier: this.#ier, lcr: this.#lcr, mcr: this.#mcr, lsr: this.#lsr, msr: this.#msr, scr: this.#scr,
+      dll: this.#dll, dlm: this.#dlm, fifo: this.#fifo, thrPending: this.#thrPending, rx: [...this.#rx],
+    };
+  }
+
+  /** Takes a {@link Uart16550.save} back and drives the interrupt line to match (a new VM's line starts low). */
+  load(s: UartState): void {
+    this.#ier = s.ier;
+    this.#lcr = s.lcr;
+    this.#mcr = s.mcr;
+    this.#lsr = s.lsr;
+    this.#msr = s.msr;
+    this.#scr = s.scr;
+    this.#dll = s.dll;
+    this.#dlm = s.dlm;
+    this.#fifo = s.fifo;
+    this.#thrPending = s.thrPending;
+    this.#rx.splice(0, this.#rx.length, ...s.rx);
+    this.#line = false;
+    this.#update();
+  }
 
   /** Queues bytes for the guest to read (the terminal's input). */
   receive(bytes: ArrayLike<number>): void {
@@ -254,6 +287,16 @@ export class Cmos implements PortDevice {
     this.#ram[0x0d] = 0x80; // battery good: RAM and time valid
   }
 
+  /** The index register and RAM, for a snapshot (the clock is the host's). */
+  save(): { index: number; ram: number[] } {
+    return { index: this.#index, ram: [...this.#ram] };
+  }
+
+  load(s: { index: number; ram: number[] }): void {
+    this.#index = s.index;
+    this.#ram.set(s.ram);
+  }
+
   read(port: number): number {
     if (port === 0x70) return this.#index;
     const i = this.#index;
@@ -322,6 +365,17 @@ export class AcpiPm implements PortDevice {
     private readonly onPowerOff: (how: string) => void,
     private readonly onReset: (how: string) => void,
   ) {}
+
+  /** PM1 status, enable and control, for a snapshot. */
+  save(): { status: number; enable: number; control: number } {
+    return { status: this.#status, enable: this.#enable, control: this.#control };
+  }
+
+  load(s: { status: number; enable: number; control: number }): void {
+    this.#status = s.status;
+    this.#enable = s.enable;
+    this.#control = s.control;
+  }
 
   // Byte-wise view of the 6 bytes at pm1aEvt: status (2), enable (2), control (2).
   #byte(off: number): number {

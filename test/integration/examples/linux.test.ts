@@ -3,7 +3,7 @@
 // busybox /init we build, and checks what the guest itself reports.
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { bootLinux, type BootResult } from '../../../examples/linux/boot';
+import { LinuxMachine, bootLinux, type BootResult } from '../../../examples/linux/boot';
 import { INIT_LINE, INIT_PREFIX } from '../../../examples/linux/initramfs';
 
 // Under the TCG sandbox a boot takes tens of seconds (each exit costs far more than on hardware).
@@ -46,30 +46,32 @@ describe('examples/linux: booting a stock kernel', () => {
     expect(r.times.endMs).toBeGreaterThan(r.times.initLineMs!);
   }, BOOT_TIMEOUT_MS + 60_000);
 
-  it('takes typed input through the UART: a shell runs what we type, and poweroff -f ends the VM', async () => {
+  it('takes typed input through the UART, and a snapshot at the shell prompt goes on in a new VM', async () => {
+    const prompt = (t: string) => /starting a shell[^]*# /.test(t);
+    using machine = LinuxMachine.boot({ shell: true, append: 'console=ttyS0 nokaslr panic=-1 quiet' });
+    // Busybox then asks the terminal for the cursor position (ESC [ 6 n); nobody answers here.
+    expect(await machine.run({ until: prompt, timeoutMs: BOOT_TIMEOUT_MS }), machine.console.slice(-4000)).toBe('paused');
+    const snap = machine.snapshot();
+
+    // The original goes on: keys typed through an input stream, as the CLI's --shell does.
     const input = new PassThrough();
-    let typed = false;
-    let text = '';
-    const r = await bootLinux({
-      shell: true,
-      append: 'console=ttyS0 nokaslr panic=-1 quiet',
-      input,
-      timeoutMs: BOOT_TIMEOUT_MS,
-      onConsole: (s) => {
-        text += s;
-        // Type once the shell has printed its prompt (busybox then asks the
-        // terminal for the cursor position, ESC [ 6 n; nobody answers here).
-        if (!typed && /starting a shell[^]*# /.test(text)) {
-          typed = true;
-          input.write('echo "typed $((40 + 2))"\n');
-          input.write('poweroff -f\n');
-        }
-      },
-    });
-    expect(r.outcome, why(r)).toBe('poweroff');
-    expect(typed).toBe(true);
-    // The shell's echo of our keys, then the command's own output on a line of its own.
-    expect(r.console).toContain('echo "typed $((40 + 2))"');
-    expect(r.console).toMatch(/\ntyped 42\r?\n/);
-  }, BOOT_TIMEOUT_MS + 60_000);
+    input.write('echo "original $((40 + 2))"\n');
+    input.write('poweroff -f\n');
+    const original = await machine.run({ input, timeoutMs: BOOT_TIMEOUT_MS });
+    if (original === 'paused') throw new Error('no until was given');
+    expect(original.outcome, why(original)).toBe('poweroff');
+    // The shell echoes our keys, then the command prints its own line.
+    expect(original.console).toContain('echo "original $((40 + 2))"');
+    expect(original.console).toMatch(/\noriginal 42\r?\n/);
+
+    // The copy starts at the prompt, with memory, vCPU, irqchip, PIT, clock and UART as they were.
+    using copy = LinuxMachine.restore(snap);
+    copy.type('echo "restored $((2 + 3))"\npoweroff -f\n');
+    const restored = await copy.run({ timeoutMs: BOOT_TIMEOUT_MS });
+    if (restored === 'paused') throw new Error('no until was given');
+    expect(restored.outcome, why(restored)).toBe('poweroff');
+    expect(restored.console).toMatch(/\nrestored 5\r?\n/);
+    expect(restored.console).not.toContain('original 42');
+    expect(restored.console).not.toContain('Linux version');
+  }, 2 * BOOT_TIMEOUT_MS);
 });
