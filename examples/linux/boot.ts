@@ -15,7 +15,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { GuestMemory, Kvm, Vm, probeKvm, setupMode, type Snapshot, type Vcpu, type VmExit } from 'node-kvm';
+import { GuestMemory, Kvm, KvmError, Vm, probeKvm, setupMode, type CpuidEntry, type Snapshot, type Vcpu, type VmExit } from 'node-kvm';
 import { parseBzImage, placeLinux, type LinuxLayout } from './bzimage';
 import { ACPI_PORTS, writeAcpiTables } from './acpi';
 import { AcpiPm, Cmos, KeyboardController, PortBus, Uart16550, type UartState } from './devices';
@@ -41,6 +41,8 @@ export interface BootLinuxOptions {
   append?: string;
   /** Guest RAM in MiB (default 256, at most 3072: there is no PCI hole below 4 GiB). */
   memoryMb?: number;
+  /** vCPUs (default 1). More than one runs each on its own thread (`runAsync`): slower exits. */
+  cpus?: number;
   /** Give up after this long (default 300 s); the result is then `timeout`. */
   timeoutMs?: number;
   /** Receives the guest's console output as it comes (default: dropped; it is also in the result). */
@@ -69,7 +71,7 @@ export interface BootResult {
   times: { linuxVersionMs: number | null; initLineMs: number | null; endMs: number };
   /** VM exits served. */
   exits: number;
-  /** Milliseconds spent inside KVM_RUN (the rest of `endMs` is this process serving exits). */
+  /** Milliseconds spent inside KVM_RUN, summed over vCPUs (with one, the rest of `endMs` is this process serving exits). */
   inRunMs: number;
   /** The vCPU's non-zero counters from KVM's binary stats (exits, halt_exits, ...). */
   kvmStats: Record<string, number>;
@@ -134,6 +136,20 @@ function writeLE(d: Uint8Array, at: number, size: number, v: number): void {
 
 const bytesOf = (x: string | Uint8Array): Uint8Array => (typeof x === 'string' ? readFileSync(x) : x);
 
+/**
+ * KVM's supported CPUID with the APIC id of CPU `apicId` where CPUID reports
+ * it (leaf 1 EBX[31:24], the x2APIC topology leaves 0xB/0x1F, AMD's 0x8000001E).
+ */
+export function cpuidFor(supported: readonly Readonly<CpuidEntry>[], apicId: number): CpuidEntry[] {
+  return supported.map((e) => {
+    const c = { ...e };
+    if (c.function === 1) c.ebx = ((c.ebx & 0x00ffffff) | (apicId << 24)) >>> 0;
+    else if (c.function === 0xb || c.function === 0x1f) c.edx = apicId;
+    else if (c.function === 0x8000001e) c.eax = apicId;
+    return c;
+  });
+}
+
 /** Options of {@link LinuxMachine.run}. */
 export interface RunLinuxOptions {
   /** Give up after this long from now (default 300 s); the result is then `timeout`. */
@@ -176,7 +192,8 @@ type Ending = { outcome: BootOutcome; detail: string };
 export class LinuxMachine {
   readonly kvm: Kvm;
   readonly vm: Vm;
-  readonly vcpu: Vcpu;
+  /** The vCPUs, by id; vCPU 0 boots, the others wait for the kernel's INIT/SIPI. */
+  readonly vcpus: Vcpu[];
   readonly kernelVersion: string;
   readonly append: string;
   readonly memoryMb: number;
@@ -194,19 +211,18 @@ export class LinuxMachine {
   #exits = 0;
   #inRunMs = 0;
   readonly #ioByPort = new Map<number, number>();
+  readonly #mmioLogged = new Set<bigint>();
 
   private constructor(
-    parts: { kvm: Kvm; vm: Vm; vcpu: Vcpu; owned: Disposable[]; t0: number },
+    parts: { kvm: Kvm; vm: Vm; vcpus: Vcpu[]; owned: Disposable[]; t0: number },
     info: { kernelVersion: string; append: string; memoryMb: number; layout: LinuxLayout },
     options: MachineOptions,
   ) {
-    ({ kvm: this.kvm, vm: this.vm, vcpu: this.vcpu, t0: this.t0 } = parts);
+    ({ kvm: this.kvm, vm: this.vm, vcpus: this.vcpus, t0: this.t0 } = parts);
     this.#owned = parts.owned;
     ({ kernelVersion: this.kernelVersion, append: this.append, memoryMb: this.memoryMb, layout: this.layout } = info);
     const log = options.onLog ?? (() => {});
-    const end = (outcome: BootOutcome, detail: string): void => {
-      this.#ending ??= { outcome, detail };
-    };
+    const end = (outcome: BootOutcome, detail: string): void => this.#end(outcome, detail);
     this.#sink = new ConsoleSink(['Linux version', INIT_LINE, 'Kernel panic'], this.t0, options.onConsole);
     const bus = (this.#bus = new PortBus(log));
     this.#uart = new Uart16550(COM1, (level) => this.vm.irqLine(COM1_IRQ, level), (b) => this.#sink.push(b));
@@ -244,6 +260,8 @@ export class LinuxMachine {
   static boot(options: BootLinuxOptions = {}): LinuxMachine {
     const memoryMb = options.memoryMb ?? 256;
     if (!Number.isInteger(memoryMb) || memoryMb < 128 || memoryMb > 3072) throw new RangeError(`memoryMb must be an integer from 128 to 3072, not ${memoryMb}`);
+    const cpus = options.cpus ?? 1;
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 16) throw new RangeError(`cpus must be an integer from 1 to 16, not ${cpus}`);
     const memorySize = memoryMb * MiB;
     const append = options.append ?? DEFAULT_APPEND;
     const log = options.onLog ?? (() => {});
@@ -262,12 +280,15 @@ export class LinuxMachine {
       vm.addSlot({ guestPhysAddr: 0, memory });
       const mem = (gpa: number, length: number): Uint8Array => vm.memoryAt(gpa, length);
 
-      // The in-kernel PIC/IOAPIC/LAPIC and PIT, created before the vCPU so that it gets a LAPIC.
+      // The in-kernel PIC/IOAPIC/LAPIC and PIT, created before the vCPUs so that they get LAPICs.
       vm.createIrqchip();
       vm.createPit({ speakerDummy: true }); // also port 0x61 (PIT channel 2 gate and output) in-kernel
-      const vcpu = vm.createVcpu();
+      // With the in-kernel irqchip, vCPU 0 is the bootstrap processor and the
+      // others wait (MP state "uninitialized") for the kernel's INIT and SIPI.
+      const vcpus = Array.from({ length: cpus }, () => vm.createVcpu());
+      const vcpu = vcpus[0]!;
 
-      const rsdp = writeAcpiTables(mem, { cpus: 1 });
+      const rsdp = writeAcpiTables(mem, { cpus });
       const layout = placeLinux(bz, mem, { memorySize, cmdline: append, initrd, rsdp });
       // Long mode at startup_64, as the 64-bit boot protocol asks: identity-mapped
       // RAM (2 MiB pages), a GDT with __BOOT_CS = 0x10 and __BOOT_DS = 0x18 (the
@@ -283,24 +304,30 @@ export class LinuxMachine {
         ],
       });
       vcpu.setRegs({ rsi: BigInt(layout.bootParams), rflags: 2n });
-      // XCR0 as Linux will set it (every user feature KVM supports). KVM sizes
-      // CPUID leaf 0xD from the XCR0 it knows of; under QEMU TCG's nested SVM (the
-      // sandbox) the guest's XSETBV never reaches KVM, so the size would stay at
-      // x87-only and Linux would warn of an XSAVE size mismatch and drop XSAVE.
-      const xsave = kvm.getSupportedCpuid().find((e) => e.function === 0xd && e.index === 0);
-      if (xsave) {
-        try {
-          vcpu.setXcrs({ flags: 0, xcrs: [{ xcr: 0, value: BigInt(xsave.eax) | (BigInt(xsave.edx) << 32n) }] });
-        } catch (e) {
-          log(`KVM_SET_XCRS refused XCR0 0x${xsave.eax.toString(16)}: ${(e as Error).message}`);
+      const supported = kvm.getSupportedCpuid();
+      const xsave = supported.find((e) => e.function === 0xd && e.index === 0);
+      for (const v of vcpus) {
+        // Each CPU's CPUID names its own APIC id, as firmware would.
+        v.setCpuid(cpuidFor(supported, v.id));
+        // XCR0 as Linux will set it (every user feature KVM supports). KVM sizes
+        // CPUID leaf 0xD from the XCR0 it knows of; under QEMU TCG's nested SVM (the
+        // sandbox) the guest's XSETBV never reaches KVM, so the size would stay at
+        // x87-only and Linux would warn of an XSAVE size mismatch and drop XSAVE.
+        if (xsave) {
+          try {
+            v.setXcrs({ flags: 0, xcrs: [{ xcr: 0, value: BigInt(xsave.eax) | (BigInt(xsave.edx) << 32n) }] });
+          } catch (e) {
+            log(`KVM_SET_XCRS refused XCR0 0x${xsave.eax.toString(16)}: ${(e as Error).message}`);
+          }
         }
+        // What firmware leaves behind, the same on every CPU (Linux checks):
+        // fast strings on, MTRRs on with write-back default.
+        v.setMsrs([
+          { index: 0x1a0, value: 1n }, // IA32_MISC_ENABLE.FAST_STRING
+          { index: 0x2ff, value: 0xc06n }, // IA32_MTRR_DEF_TYPE: E | WB
+        ]);
       }
-      // What firmware leaves behind: fast strings on, MTRRs on with write-back default.
-      vcpu.setMsrs([
-        { index: 0x1a0, value: 1n }, // IA32_MISC_ENABLE.FAST_STRING
-        { index: 0x2ff, value: 0xc06n }, // IA32_MTRR_DEF_TYPE: E | WB
-      ]);
-      return new LinuxMachine({ kvm, vm, vcpu, owned, t0 }, { kernelVersion: bz.versionString, append, memoryMb, layout }, options);
+      return new LinuxMachine({ kvm, vm, vcpus, owned, t0 }, { kernelVersion: bz.versionString, append, memoryMb, layout }, options);
     } catch (e) {
       for (const o of owned.reverse()) o[Symbol.dispose]();
       throw e;
@@ -317,9 +344,8 @@ export class LinuxMachine {
     try {
       const t0 = performance.now();
       const restored = Vm.restore(kvm, snapshot.vm);
-      const vcpu = restored.vcpus[0];
-      if (!vcpu) throw new Error('the snapshot has no vCPU');
-      const m = new LinuxMachine({ kvm, vm: restored.vm, vcpu, owned: [kvm, restored], t0 }, snapshot, options);
+      if (!restored.vcpus.length) throw new Error('the snapshot has no vCPU');
+      const m = new LinuxMachine({ kvm, vm: restored.vm, vcpus: restored.vcpus, owned: [kvm, restored], t0 }, snapshot, options);
       m.#uart.load(snapshot.devices.uart);
       m.#cmos.load(snapshot.devices.cmos);
       m.#pm.load(snapshot.devices.pm);
@@ -328,6 +354,11 @@ export class LinuxMachine {
       kvm.close();
       throw e;
     }
+  }
+
+  /** vCPU 0, the bootstrap processor. */
+  get vcpu(): Vcpu {
+    return this.vcpus[0]!;
   }
 
   /** Everything the guest wrote to the console so far. */
@@ -358,6 +389,58 @@ export class LinuxMachine {
 
   readonly #onCoalesced = (address: bigint, _length: number, data: Uint8Array): void => this.#bus.write(Number(address), 1, data[0] ?? 0);
 
+  #end(outcome: BootOutcome, detail: string): void {
+    this.#ending ??= { outcome, detail };
+  }
+
+  // Serves one exit of `vcpu`: the coalesced THR writes first, then the exit.
+  #serve(vcpu: Vcpu, exit: VmExit): void {
+    this.#exits++;
+    if (this.#coalesced) vcpu.drainCoalesced(this.#onCoalesced);
+    const bus = this.#bus;
+    switch (exit.reason) {
+      case 'io': {
+        const { port, size, count, data } = exit;
+        this.#ioByPort.set(port, (this.#ioByPort.get(port) ?? 0) + 1);
+        if (exit.direction === 'out') {
+          if (count === 1) bus.write(port, size, exit.value);
+          else for (let i = 0; i < count; i++) bus.write(port, size, readLE(data, i * size, size));
+        } else {
+          for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.read(port, size));
+        }
+        return;
+      }
+      case 'mmio': {
+        const page = exit.address & ~0xfffn;
+        if (!this.#mmioLogged.has(page)) {
+          this.#mmioLogged.add(page);
+          bus.note(`unhandled MMIO: ${exit.isWrite ? 'write' : 'read'} at 0x${exit.address.toString(16)} (${exit.length} bytes)${exit.isWrite ? ' ignored' : ' -> all ones'} (logged once per page)`);
+        }
+        if (!exit.isWrite) exit.data.fill(0xff);
+        return;
+      }
+      case 'intr':
+        return;
+      case 'shutdown':
+        return this.#end('reboot', `triple fault (KVM_EXIT_SHUTDOWN on vCPU ${vcpu.id})`);
+      case 'system_event':
+        return this.#end(exit.type === 'shutdown' ? 'poweroff' : 'reboot', `KVM_EXIT_SYSTEM_EVENT ${exit.type}`);
+      case 'hlt':
+        return this.#end('error', 'the vCPU halted with exits to user space (no in-kernel LAPIC?)');
+      default:
+        return this.#end('error', `unexpected exit on vCPU ${vcpu.id}: ${exit.reason} ${JSON.stringify(exit, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+    }
+  }
+
+  // What ends or pauses a run, checked every few milliseconds.
+  #check(o: RunLinuxOptions, deadline: number, timeoutMs: number): 'paused' | undefined {
+    this.#sink.flush();
+    if (performance.now() > deadline) this.#end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
+    else if (o.signal?.aborted) this.#end('aborted', 'stopped by the caller');
+    else if (o.until?.(this.#sink.text)) return 'paused';
+    return undefined;
+  }
+
   /**
    * Runs the guest and serves its exits until it powers off, reboots,
    * panics, runs out of time or is aborted (the {@link BootResult}), or until
@@ -366,92 +449,83 @@ export class LinuxMachine {
    */
   async run(options: RunLinuxOptions = {}): Promise<BootResult | 'paused'> {
     const timeoutMs = options.timeoutMs ?? 300_000;
-    const { vcpu } = this;
-    const bus = this.#bus;
-    const sink = this.#sink;
-    const onCoalesced = this.#onCoalesced;
-    const end = (outcome: BootOutcome, detail: string): void => {
-      this.#ending ??= { outcome, detail };
-    };
+    const deadline = performance.now() + timeoutMs;
     const onInput = (chunk: Buffer | string): void => this.#uart.receive(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     options.input?.on('data', onInput);
-    const mmioLogged = new Set<bigint>();
-    const deadline = performance.now() + timeoutMs;
-    // Short runs when someone may type, so that input reaches a halted guest soon.
-    const runOptions = { timeoutMs: options.input || options.signal || options.until ? 20 : 100 };
-    let lastYield = performance.now();
+    let paused: 'paused' | undefined;
     try {
-      while (!this.#ending) {
-        let exit: VmExit;
-        const before = performance.now();
-        try {
-          exit = vcpu.run(runOptions);
-          this.#inRunMs += performance.now() - before;
-        } catch (e) {
-          end('error', `KVM_RUN failed: ${(e as Error).message}`);
-          break;
-        }
-        this.#exits++;
-        if (this.#coalesced) vcpu.drainCoalesced(onCoalesced);
-        switch (exit.reason) {
-          case 'io': {
-            const { port, size, count, data } = exit;
-            this.#ioByPort.set(port, (this.#ioByPort.get(port) ?? 0) + 1);
-            if (exit.direction === 'out') {
-              if (count === 1) bus.write(port, size, exit.value);
-              else for (let i = 0; i < count; i++) bus.write(port, size, readLE(data, i * size, size));
-            } else {
-              for (let i = 0; i < count; i++) writeLE(data, i * size, size, bus.read(port, size));
-            }
-            break;
-          }
-          case 'mmio': {
-            const page = exit.address & ~0xfffn;
-            if (!mmioLogged.has(page)) {
-              mmioLogged.add(page);
-              bus.note(`unhandled MMIO: ${exit.isWrite ? 'write' : 'read'} at 0x${exit.address.toString(16)} (${exit.length} bytes)${exit.isWrite ? ' ignored' : ' -> all ones'} (logged once per page)`);
-            }
-            if (!exit.isWrite) exit.data.fill(0xff);
-            break;
-          }
-          case 'intr':
-            break;
-          case 'shutdown':
-            end('reboot', 'triple fault (KVM_EXIT_SHUTDOWN)');
-            break;
-          case 'system_event':
-            end(exit.type === 'shutdown' ? 'poweroff' : 'reboot', `KVM_EXIT_SYSTEM_EVENT ${exit.type}`);
-            break;
-          case 'hlt':
-            end('error', 'the vCPU halted with exits to user space (no in-kernel LAPIC?)');
-            break;
-          default:
-            end('error', `unexpected exit ${exit.reason}: ${JSON.stringify(exit, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
-        }
-        if (this.#ending) break;
-        const now = performance.now();
-        if (now - lastYield >= 25) {
-          sink.flush();
-          if (now > deadline) {
-            end('timeout', `no power-off within ${Math.round(timeoutMs / 1000)} s`);
-            break;
-          }
-          if (options.signal?.aborted) {
-            end('aborted', 'stopped by the caller');
-            break;
-          }
-          if (options.until?.(sink.text)) return 'paused';
-          // Let the event loop run: console writes drain, typed input arrives.
-          await new Promise((r) => setImmediate(r));
-          lastYield = performance.now();
-        }
-      }
+      paused = this.vcpus.length === 1 ? await this.#runOne(options, deadline, timeoutMs) : await this.#runAll(options, deadline, timeoutMs);
     } finally {
       options.input?.off('data', onInput);
     }
-    if (this.#coalesced) vcpu.drainCoalesced(onCoalesced);
-    sink.flush();
+    if (paused) return paused;
+    if (this.#coalesced) this.vcpu.drainCoalesced(this.#onCoalesced);
+    this.#sink.flush();
     return this.#result();
+  }
+
+  // One vCPU: KVM_RUN on this thread (the cheapest exit), yielding to the
+  // event loop every 25 ms so that console writes drain and input arrives.
+  async #runOne(o: RunLinuxOptions, deadline: number, timeoutMs: number): Promise<'paused' | undefined> {
+    const vcpu = this.vcpu;
+    // Short runs when someone may type, so that input reaches a halted guest soon.
+    const runOptions = { timeoutMs: o.input || o.signal || o.until ? 20 : 100 };
+    let lastYield = performance.now();
+    while (!this.#ending) {
+      let exit: VmExit;
+      const before = performance.now();
+      try {
+        exit = vcpu.run(runOptions);
+      } catch (e) {
+        this.#end('error', `KVM_RUN failed: ${(e as Error).message}`);
+        break;
+      }
+      const now = performance.now();
+      this.#inRunMs += now - before;
+      this.#serve(vcpu, exit);
+      if (this.#ending || now - lastYield < 25) continue;
+      if (this.#check(o, deadline, timeoutMs)) return 'paused';
+      if (this.#ending) break;
+      await new Promise((r) => setImmediate(r));
+      lastYield = performance.now();
+    }
+    return undefined;
+  }
+
+  // Several vCPUs: each runs on its own thread (runAsync) and its exits are
+  // served here, one at a time; a timer checks the ending and kicks them all.
+  async #runAll(o: RunLinuxOptions, deadline: number, timeoutMs: number): Promise<'paused' | undefined> {
+    let paused: 'paused' | undefined;
+    const stopAll = (): void => {
+      for (const v of this.vcpus) v.kick();
+    };
+    const ticker = setInterval(() => {
+      paused = this.#check(o, deadline, timeoutMs);
+      if (this.#ending || paused) stopAll();
+    }, 25);
+    try {
+      await Promise.all(this.vcpus.map(async (vcpu) => {
+        while (!this.#ending && !paused) {
+          const before = performance.now();
+          let exit: VmExit;
+          try {
+            exit = await vcpu.runAsync({ timeoutMs: 100 });
+          } catch (e) {
+            // An AP waiting for INIT/SIPI blocks in KVM_RUN until the kernel
+            // sends them, then returns EAGAIN: run it again, as QEMU does.
+            if ((e as KvmError).code === 'EAGAIN') continue;
+            this.#end('error', `KVM_RUN failed on vCPU ${vcpu.id}: ${(e as Error).message}`);
+            break;
+          }
+          this.#inRunMs += performance.now() - before;
+          this.#serve(vcpu, exit);
+        }
+        stopAll();
+      }));
+    } finally {
+      clearInterval(ticker);
+    }
+    return this.#ending ? undefined : paused;
   }
 
   #result(): BootResult {
@@ -527,6 +601,7 @@ const USAGE = `usage: npm run example:linux [-- options]
   --initrd PATH     initramfs to use instead of the generated busybox one
   --append "..."    kernel command line (default: "${DEFAULT_APPEND}")
   --memory MB       guest RAM (default 256)
+  --cpus N          vCPUs (default 1; more run each on its own thread)
   --run "CMD"       command the generated /init runs (default: uname -a)
   --shell           interactive: /init starts a shell, stdin goes to the UART
   --timeout SEC     give up after SEC seconds (default 300)
@@ -536,7 +611,7 @@ const USAGE = `usage: npm run example:linux [-- options]
   --verbose         log each unhandled port as the guest first uses it (default: listed at the end)`;
 
 type Cli = {
-  kernel?: string; initrd?: string; append?: string; memory?: string; run?: string; timeout?: string;
+  kernel?: string; initrd?: string; append?: string; memory?: string; cpus?: string; run?: string; timeout?: string;
   shell?: boolean; json?: boolean; sandbox?: boolean; host?: boolean; verbose?: boolean; help?: boolean;
 };
 
@@ -546,7 +621,7 @@ async function main(argv: string[]): Promise<number> {
     cli = parseArgs({
       args: argv,
       options: {
-        kernel: { type: 'string' }, initrd: { type: 'string' }, append: { type: 'string' }, memory: { type: 'string' },
+        kernel: { type: 'string' }, initrd: { type: 'string' }, append: { type: 'string' }, memory: { type: 'string' }, cpus: { type: 'string' },
         run: { type: 'string' }, timeout: { type: 'string' }, shell: { type: 'boolean' }, json: { type: 'boolean' },
         sandbox: { type: 'boolean' }, host: { type: 'boolean' }, verbose: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
@@ -561,7 +636,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const say = (s: string): void => void process.stderr.write(`[node-kvm linux] ${s}\n`);
-  for (const [name, v] of [['--memory', cli.memory], ['--timeout', cli.timeout]] as const) {
+  for (const [name, v] of [['--memory', cli.memory], ['--cpus', cli.cpus], ['--timeout', cli.timeout]] as const) {
     if (v !== undefined && !(Number(v) > 0)) {
       console.error(`${name} takes a positive number, not ${JSON.stringify(v)}\n${USAGE}`);
       return 2;
@@ -587,6 +662,7 @@ async function main(argv: string[]): Promise<number> {
         command: [process.execPath, tsx, resolve(__filename), ...argv],
         // Room for the guest's RAM beside the sandbox's own kernel and node.
         memoryMb: Math.max(2048, Number(cli.memory ?? 256) + 1024),
+        cpus: Number(cli.cpus ?? 1),
         timeoutMs: (Number(cli.timeout ?? 300) + 240) * 1000,
       });
       return exitCode;
@@ -600,7 +676,7 @@ async function main(argv: string[]): Promise<number> {
   const timeoutMs = Number(cli.timeout ?? 300) * 1000;
   const kernel = cli.kernel ?? defaultKernel();
   const interactive = cli.shell === true && process.stdin.isTTY === true && !inSandbox;
-  say(`kernel ${kernel}, ${memoryMb} MiB, command line "${cli.append ?? DEFAULT_APPEND}"`);
+  say(`kernel ${kernel}, ${memoryMb} MiB, ${cli.cpus ?? 1} vCPU(s), command line "${cli.append ?? DEFAULT_APPEND}"`);
   // Interactive: the terminal's keys go to the UART as they are (raw mode,
   // so ^C reaches the guest's shell); Ctrl-] stops the VM, as in telnet.
   const stop = new AbortController();
@@ -625,6 +701,7 @@ async function main(argv: string[]): Promise<number> {
       ...(cli.run !== undefined ? { command: cli.run } : {}),
       ...(cli.shell ? { shell: true } : {}),
       memoryMb,
+      cpus: Number(cli.cpus ?? 1),
       timeoutMs,
       onConsole: (s) => process.stdout.write(s),
       onLog: (line) => {

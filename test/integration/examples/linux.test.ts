@@ -74,4 +74,16 @@ describe('examples/linux: booting a stock kernel', () => {
     expect(restored.console).not.toContain('original 42');
     expect(restored.console).not.toContain('Linux version');
   }, 2 * BOOT_TIMEOUT_MS);
+
+  it('brings up a second vCPU: the kernel starts it with INIT/SIPI and counts two processors', async () => {
+    const r = await bootLinux({
+      cpus: 2,
+      append: 'console=ttyS0 nokaslr panic=-1 quiet',
+      command: 'echo "processors=$(grep -c ^processor /proc/cpuinfo)"; dmesg | grep "smp: Brought up"',
+      timeoutMs: BOOT_TIMEOUT_MS,
+    });
+    expect(r.outcome, why(r)).toBe('poweroff');
+    expect(r.console).toContain('processors=2');
+    expect(r.console).toMatch(/smp: Brought up 1 node, 2 CPUs/);
+  }, BOOT_TIMEOUT_MS + 60_000);
 });
