@@ -18,6 +18,7 @@ export function parseTag(file, text) {
  * What a KVM offers, by the names files use in `needs=`. PVM runs paging
  * only in long mode: 32-bit and PAE paging shut its guests down. Hardware
  * and software breakpoints are tried out by probeKvm(); MMU tracing needs root and tracefs.
+ * Booting Linux (examples/linux) needs VT-x or AMD-V: the sandbox, or such a host.
  */
 export function features(probe) {
   return {
@@ -28,6 +29,8 @@ export function features(probe) {
     sw_breakpoints: probe.swBreakpoints === true,
     mmu_trace: probe.mmuTrace === true,
     legacy_mmu: probe.tdp && !probe.tdpMmu,
+    // A stock kernel needs hardware-assisted KVM: PVM emulates all CPL0 code.
+    boots_linux: probe.vendorModule === 'kvm_intel' || probe.vendorModule === 'kvm_amd',
   };
 }
 

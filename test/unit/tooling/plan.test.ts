@@ -70,6 +70,7 @@ describe('features', () => {
       sw_breakpoints: false,
       mmu_trace: true,
       legacy_mmu: false,
+      boots_linux: false,
     });
     expect(features({ vendorModule: 'kvm_amd', tdp: true, tdpMmu: true, hwBreakpoints: false, swBreakpoints: true, mmuTrace: false })).toEqual({
       tdp: true,
@@ -79,6 +80,21 @@ describe('features', () => {
       sw_breakpoints: true,
       mmu_trace: false,
       legacy_mmu: false,
+      boots_linux: true,
     });
+  });
+
+  it('boots Linux only on hardware-assisted KVM, so beside a PVM host the Linux test goes to the sandbox', async () => {
+    // @ts-expect-error: plain ESM script without types
+    const { features } = await import('../../../scripts/test-plan.mjs');
+    const probe = (vendorModule: string) => ({ vendorModule, tdp: false, tdpMmu: false, hwBreakpoints: false, swBreakpoints: false, mmuTrace: false });
+    expect(features(probe('kvm_pvm')).boots_linux).toBe(false);
+    expect(features(probe('unknown')).boots_linux).toBe(false);
+    expect(features(probe('kvm_intel')).boots_linux).toBe(true);
+    const linux = parseTag('test/integration/examples/linux.test.ts', '// kvm-test: needs=boots_linux\nit(1)');
+    const p = plan('both', { ...pvm, vendorModule: 'kvm_pvm' }, [linux]);
+    expect(names(p.host)).toEqual([]);
+    expect(names(p.sandbox)).toEqual(['test/integration/examples/linux.test.ts']);
+    expect(names(plan('both', { ...amd, vendorModule: 'kvm_amd' }, [linux]).host)).toEqual(['test/integration/examples/linux.test.ts']);
   });
 });
