@@ -61,7 +61,11 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate) {
     run()->immediate_exit = kickPending_ || immediate ? 1 : 0;
     kickPending_ = false;
   }
-  int r = ::ioctl(fd_.get(), KVM_RUN, 0);
+  int r;
+  // A vCPU waiting for INIT/SIPI blocks in KVM_RUN until they come, then
+  // returns EAGAIN: it is ready to run, so run it again (as QEMU does).
+  do r = ::ioctl(fd_.get(), KVM_RUN, 0);
+  while (r < 0 && errno == EAGAIN);
   int err = r < 0 ? errno : 0;
   {
     std::lock_guard<std::mutex> lock(runMu_);

@@ -15,7 +15,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { GuestMemory, Kvm, KvmError, Vm, probeKvm, setupMode, type CpuidEntry, type Snapshot, type Vcpu, type VmExit } from 'node-kvm';
+import { GuestMemory, Kvm, Vm, probeKvm, setupMode, type CpuidEntry, type Snapshot, type Vcpu, type VmExit } from 'node-kvm';
 import { parseBzImage, placeLinux, type LinuxLayout } from './bzimage';
 import { ACPI_PORTS, writeAcpiTables } from './acpi';
 import { AcpiPm, Cmos, KeyboardController, PortBus, Uart16550, type UartState } from './devices';
@@ -511,9 +511,6 @@ export class LinuxMachine {
           try {
             exit = await vcpu.runAsync({ timeoutMs: 100 });
           } catch (e) {
-            // An AP waiting for INIT/SIPI blocks in KVM_RUN until the kernel
-            // sends them, then returns EAGAIN: run it again, as QEMU does.
-            if ((e as KvmError).code === 'EAGAIN') continue;
             this.#end('error', `KVM_RUN failed on vCPU ${vcpu.id}: ${(e as Error).message}`);
             break;
           }

@@ -40,6 +40,8 @@ export interface VmSnapshot {
   incremental: boolean;
   irqchip?: { picMaster: string; picSlave: string; ioapic: string };
   pit?: string;
+  /** The PIT was created with `speakerDummy` (port 0x61 in the kernel); a creation flag, not in its state. */
+  pitSpeakerDummy?: boolean;
   /** The kvmclock's nanoseconds at the snapshot (hex). */
   clock: string;
   vcpus: VcpuSnapshot[];
@@ -158,7 +160,10 @@ export function snapshotVm(vm: Vm, kvm: Kvm, options: SnapshotOptions = {}): Sna
       ioapic: b64(vm.getIoapic().raw),
     };
   }
-  if (vm.hasPit) description.pit = b64(vm.getPit().raw);
+  if (vm.hasPit) {
+    description.pit = b64(vm.getPit().raw);
+    if (vm.pitSpeakerDummy) description.pitSpeakerDummy = true;
+  }
   return { description, memory };
 }
 
@@ -207,7 +212,10 @@ export function restoreVm(kvm: Kvm, snapshots: Snapshot | readonly Snapshot[]): 
   try {
     const desc = d as unknown as VmSnapshot;
     if (desc.irqchip) vm.createIrqchip();
-    if (desc.pit !== undefined) vm.createPit();
+    if (desc.pit !== undefined) {
+      const speakerDummy = desc.pitSpeakerDummy ?? false;
+      vm.createPit({ speakerDummy: validateBoolean(speakerDummy, 'snapshot.description.pitSpeakerDummy') });
+    }
     baseSlots.forEach((slot, i) => {
       const image = images[validateInteger(slot.memory, `snapshot.description.slots[${i}].memory`, 0, images.length - 1)]!;
       if (image.length !== slot.size) throw invalidArgValue(`snapshot.memory[${slot.memory}]`, image.length, `must be ${slot.size} bytes, the slot's size`);

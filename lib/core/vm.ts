@@ -64,7 +64,7 @@ export class Vm {
   #manualProtect = false;
   readonly #vcpus: Vcpu[] = [];
   #irqchip = false;
-  #pit = false;
+  #pit: { speakerDummy: boolean } | undefined;
   #maxVcpuId: number | undefined;
   #memslots: { perSpace: number; spaces: number } | undefined;
 
@@ -240,7 +240,12 @@ export class Vm {
 
   /** True after {@link Vm.createPit}. */
   get hasPit(): boolean {
-    return this.#pit;
+    return this.#pit !== undefined;
+  }
+
+  /** @internal Whether the PIT was created with `speakerDummy` (snapshots record it). */
+  get pitSpeakerDummy(): boolean {
+    return this.#pit?.speakerDummy === true;
   }
 
   /** The vCPUs created in this VM and not closed, by id. */
@@ -290,11 +295,17 @@ export class Vm {
     this.native.setGsiRouting(list);
   }
 
-  /** `KVM_CREATE_PIT2`: the in-kernel i8254 timer on ports 0x40-0x43 (needs the irqchip first). */
+  /**
+   * `KVM_CREATE_PIT2`: the in-kernel i8254 timer on ports 0x40-0x43 (needs
+   * the irqchip first). `speakerDummy` (`KVM_PIT_SPEAKER_DUMMY`) has the
+   * kernel also answer port 0x61, the speaker and timer-2 gate that Linux
+   * reads; without it those accesses exit to you.
+   */
   createPit(options: { speakerDummy?: boolean } = {}): void {
     const o = validateOptions(options, 'options', ['speakerDummy']);
-    this.native.createPit2(own(o, 'speakerDummy') !== undefined && validateBoolean(o.speakerDummy, 'options.speakerDummy') ? 1 : 0);
-    this.#pit = true;
+    const speakerDummy = own(o, 'speakerDummy') !== undefined && validateBoolean(o.speakerDummy, 'options.speakerDummy');
+    this.native.createPit2(speakerDummy ? 1 : 0);
+    this.#pit = { speakerDummy };
   }
 
   /** `KVM_GET_PIT2`. */

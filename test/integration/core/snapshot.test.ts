@@ -62,6 +62,18 @@ describe('snapshots', () => {
     expect(copy.vcpus[0]!.getLapic()[0x20 + 3]).toBe(0);
   });
 
+  it('restores a PIT made with speakerDummy so that port 0x61 stays in the kernel', () => {
+    // in al, 0x61; out 0x80, al; jmp $
+    using g = realModeGuest([0xe4, 0x61, 0xe6, 0x80, 0xeb, 0xfe], { irqchip: true });
+    g.vm.createPit({ speakerDummy: true });
+    const snap = g.vm.snapshot();
+    expect(snap.description.pitSpeakerDummy).toBe(true);
+    expect(runToExit(g.vcpu)).toMatchObject({ reason: 'io', direction: 'out', port: 0x80 });
+    using copy = Vm.restore(g.kvm, snap);
+    expect(copy.vm.pitSpeakerDummy).toBe(true);
+    expect(runToExit(copy.vcpus[0]!)).toMatchObject({ reason: 'io', direction: 'out', port: 0x80 });
+  });
+
   it('takes incremental snapshots from the dirty log, and a chain restores the latest state', () => {
     // xor cx, cx; next: mov ax, cx; mov [0x3000], cl; out 0xe9, al; inc cx; cmp cx, 20; jne next; hlt
     using g = realModeGuest([0x31, 0xc9, 0x89, 0xc8, 0x88, 0x0e, 0x00, 0x30, 0xe6, 0xe9, 0x41, 0x83, 0xf9, 0x14, 0x75, 0xf2, 0xf4]);
