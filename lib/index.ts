@@ -11,7 +11,7 @@
 export { Kvm, type CreateVmOptions } from './core/kvm';
 export { Vm, type SlotOptions, type GsiRoute, type MsrFilter } from './core/vm';
 export { IrqChip, type PicState, type IoapicState, type PitState, type PitChannel, type ClockData } from './core/irqchip';
-export { Vcpu, INLINE_BUDGET_MS, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunOptions, type RunAsyncOptions } from './core/vcpu';
+export { Vcpu, ASYNC_TURN_BUDGET_MS, kickVcpu, setKickSignal, kickSignal, type Translation, type GuestDebugOptions, type RunOptions, type RunAsyncOptions } from './core/vcpu';
 export { GuestMemory, PAGE_SIZE, MAX_VIEW, type AllocateOptions, type GuestMemorySource, type WasmMemory } from './core/memory';
 export { MemorySlot } from './core/slot';
 export { GuestMemfd } from './core/guest-memfd';

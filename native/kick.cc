@@ -26,6 +26,8 @@ void Nothing(int) {}
 
 // A run that lasts this long gets a tick, to check its environment.
 constexpr int64_t kTickNs = 100'000'000;
+// How often a run past its deadline is signalled again.
+constexpr int64_t kResignalNs = 1'000'000;
 // How late a deadline may be noticed, rather than wake the watchdog.
 constexpr int64_t kSlackNs = 50'000;
 
@@ -77,6 +79,10 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
         int why = SyncRun::kNone;
         if (r->deadlineNs != 0 && now >= r->deadlineNs) {
           why = SyncRun::kTimeout;
+          // Again in a while if it is still running then (the signal can land
+          // just before KVM_RUN), but never in a loop: a run slow to return
+          // would be flooded with signals, and on one CPU starved.
+          r->deadlineNs = now + kResignalNs;
         } else if (now >= r->tickNs) {
           why = SyncRun::kTick;
           r->tickNs = now + kTickNs;

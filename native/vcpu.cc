@@ -43,7 +43,6 @@ Napi::Function Vcpu::Define(Napi::Env env) {
   return DefineClass(env, "Vcpu",
                      {
                          InstanceMethod<&Vcpu::Run>("run"),
-                         InstanceMethod<&Vcpu::RunInline>("runInline"),
                          InstanceMethod<&Vcpu::Park>("park"),
                          InstanceMethod<&Vcpu::Unpark>("unpark"),
                          InstanceMethod<&Vcpu::RunAsync>("runAsync"),
@@ -122,37 +121,6 @@ Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fd("KVM_RUN", true);
   int64_t deadline = info[0].IsUndefined() ? 0 : MonotonicNs() + static_cast<int64_t>(ReadMs(info[0], "timeoutMs") * 1e6);
-  return RunHere(env, deadline, false);
-}
-
-// runInline(budgetUs, parked): runAsync() on the calling thread for at most
-// budgetUs. Returns the exit reason, or kHandOff when the budget ran out
-// (or a stray EINTR came): the guest is intact, and runAsync() goes on with
-// it on the vCPU thread. An exit on the JS thread costs no thread
-// wake-ups, which on an idle machine cost more than the exit. `parked`:
-// the run park() held, with any kick that came meanwhile.
-Napi::Value Vcpu::RunInline(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool parked = info[1].ToBoolean();
-  if (parked) core_->EndPark();
-  try {
-    Fd("KVM_RUN", true);
-    int64_t budgetNs = ReadInt(info[0], "budgetUs", 1, 1'000'000'000) * 1000;
-    return RunHere(env, MonotonicNs() + budgetNs, true);
-  } catch (...) {
-    if (parked) core_->Unpark();  // no run took the kick state over
-    throw;
-  }
-}
-
-void Vcpu::Park(const Napi::CallbackInfo&) {
-  Fd("KVM_RUN", true);
-  core_->Park();
-}
-
-void Vcpu::Unpark(const Napi::CallbackInfo&) { core_->Unpark(); }
-
-Napi::Value Vcpu::RunHere(Napi::Env env, int64_t deadline, bool handOff) {
   vm_->ValidateSlots(env);
   EnsureKickHandler(env);
   UnblockKickSignal();
@@ -167,10 +135,8 @@ Napi::Value Vcpu::RunHere(Napi::Env env, int64_t deadline, bool handOff) {
     if (core_->RunOnce(&kicked) >= 0) break;
     int err = errno;
     if (err != EINTR) throw SysError(env, err, "KVM_RUN");
-    if (kicked) break;
+    if (kicked || (deadline != 0 && MonotonicNs() >= deadline)) break;
     int why = watch.reason.exchange(SyncRun::kNone);
-    if (handOff && why != SyncRun::kTick) return Napi::Number::New(env, kHandOff);
-    if (deadline != 0 && MonotonicNs() >= deadline) break;
     // Before its deadline a run goes on through an EINTR that was no kick:
     // some kernels return one with no signal delivered (io_uring task work
     // after a child process, seen with Node 22's libuv).
@@ -181,11 +147,29 @@ Napi::Value Vcpu::RunHere(Napi::Env env, int64_t deadline, bool handOff) {
   return Napi::Number::New(env, core_->run()->exit_reason);
 }
 
+void Vcpu::Park(const Napi::CallbackInfo&) {
+  Fd("KVM_RUN", true);
+  core_->Park();
+}
+
+void Vcpu::Unpark(const Napi::CallbackInfo&) { core_->Unpark(); }
+
+// runAsync(spinUs, parked): KVM_RUN on the vCPU thread; the exit reason
+// when it came within spinUs, else a Promise of it. `parked`: the run that
+// park() held, with any kick that came meanwhile.
 Napi::Value Vcpu::RunAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Fd("KVM_RUN", true);
-  vm_->ValidateSlots(env);
-  return core_->StartAsync(env);
+  bool parked = info[1].ToBoolean();
+  if (parked) core_->EndPark();
+  try {
+    Fd("KVM_RUN", true);
+    int64_t spinNs = info[0].IsUndefined() ? 0 : ReadInt(info[0], "spinUs", 0, 1'000'000) * 1000;
+    vm_->ValidateSlots(env);
+    return core_->StartAsync(env, spinNs);
+  } catch (...) {
+    if (parked) core_->Unpark();  // no run took the kick state over
+    throw;
+  }
 }
 
 Napi::Value Vcpu::Kick(const Napi::CallbackInfo& info) {

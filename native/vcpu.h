@@ -14,8 +14,6 @@ class Vm;
 
 class Vcpu : public Napi::ObjectWrap<Vcpu> {
  public:
-  // runInline()'s result when the run goes on on the vCPU thread.
-  static constexpr int kHandOff = -2;
   static Napi::Function Define(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, Napi::Object vm, std::shared_ptr<VcpuCore> core,
                                   uint32_t id);
@@ -25,10 +23,8 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
  private:
   int Fd(const char* syscall, bool forRun = false);
   Napi::Value Run(const Napi::CallbackInfo& info);
-  Napi::Value RunInline(const Napi::CallbackInfo& info);
   void Park(const Napi::CallbackInfo& info);
   void Unpark(const Napi::CallbackInfo& info);
-  Napi::Value RunHere(Napi::Env env, int64_t deadline, bool handOff);
   Napi::Value RunAsync(const Napi::CallbackInfo& info);
   Napi::Value Kick(const Napi::CallbackInfo& info);
   Napi::Value GetRegs(const Napi::CallbackInfo& info);

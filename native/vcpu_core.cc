@@ -4,6 +4,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <sched.h>
+
 #include <cerrno>
 #include <system_error>
 #include <unordered_map>
@@ -70,7 +72,6 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate) {
   {
     std::lock_guard<std::mutex> lock(runMu_);
     inRun_ = false;
-    asyncPending_ = false;
     *kicked = kicked_;
     kicked_ = false;
   }
@@ -95,7 +96,7 @@ bool VcpuCore::Kick() {
   return false;
 }
 
-Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
+Napi::Value VcpuCore::StartAsync(Napi::Env env, int64_t spinNs) {
   EnsureKickHandler(env);
   if (!worker_.joinable()) {
     tsfn_ = Tsfn::New(env, "node-kvm vCPU", 0, 1);
@@ -114,27 +115,67 @@ Napi::Promise VcpuCore::StartAsync(Napi::Env env) {
     hookEnv_ = env;
     napi_add_env_cleanup_hook(env, &VcpuCore::TeardownHook, this);
   }
-  deferred_.emplace(Napi::Promise::Deferred::New(env));
+  if (!CanSpin()) spinNs = 0;
+  spinNs_.store(spinNs, std::memory_order_relaxed);
   busy_ = true;
-  tsfn_->Ref(env);  // keep the event loop alive until the run returns
   {
     std::lock_guard<std::mutex> lock(runMu_);
     asyncPending_ = true;
-    kickPending_ = false;
   }
+  handOver_.store(spinNs > 0 ? kWaiting : kPosted, std::memory_order_release);
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    requested_ = true;
+    requested_.store(true, std::memory_order_release);
+    wake = sleeping_;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
+  if (spinNs > 0) {
+    // A sleeping vCPU thread takes a while to wake: wait longer for it
+    // rather than add a second wake-up (this thread's) on top.
+    int64_t until = MonotonicNs() + (wake ? 4 * spinNs : spinNs);
+    for (unsigned i = 1;; i++) {
+      if (handOver_.load(std::memory_order_acquire) == kDone) return Settle(env, ret_, err_);
+      if (i % 64 == 0 && MonotonicNs() >= until) break;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+    int expected = kWaiting;
+    if (!handOver_.compare_exchange_strong(expected, kPosted, std::memory_order_acq_rel)) {
+      return Settle(env, ret_, err_);  // done just now
+    }
+  }
+  deferred_.emplace(Napi::Promise::Deferred::New(env));
+  tsfn_->Ref(env);  // keep the event loop alive until the run returns
   return deferred_->Promise();
+}
+
+// The result of a run handed over while JS waited: what Finish() would
+// resolve or reject the promise with.
+Napi::Value VcpuCore::Settle(Napi::Env env, int ret, int err) {
+  EndAsync();
+  if (closed()) throw SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran");
+  if (ret < 0 && err != EINTR) throw SysError(env, err, "KVM_RUN");
+  return Napi::Number::New(env, run()->exit_reason);
+}
+
+bool VcpuCore::CanSpin() {
+  static const bool many = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1;
+  }();
+  return many;
+}
+
+void VcpuCore::EndAsync() {
+  busy_ = false;
+  std::lock_guard<std::mutex> lock(runMu_);
+  asyncPending_ = false;
 }
 
 void VcpuCore::Park() {
   busy_ = true;
   std::lock_guard<std::mutex> lock(runMu_);
   asyncPending_ = true;
-  kickPending_ = false;
 }
 
 void VcpuCore::Unpark() {
@@ -158,17 +199,34 @@ void VcpuCore::WorkerLoop() {
   sigdelset(&set, KickSignal());
   pthread_sigmask(SIG_SETMASK, &set, nullptr);
   for (;;) {
+    // The next request usually comes within microseconds of the last exit:
+    // spinning for it costs less than sleeping and being woken.
+    int64_t spin = spinNs_.load(std::memory_order_relaxed);
+    if (spin > 0) {
+      // Longer than JS spins: its side may take a turn of the event loop.
+      int64_t until = MonotonicNs() + 2 * spin;
+      for (unsigned i = 1; !requested_.load(std::memory_order_acquire) && !stop_.load(std::memory_order_relaxed); i++) {
+        if (i % 64 == 0 && MonotonicNs() >= until) break;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+      }
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return requested_ || stop_; });
+      sleeping_ = true;
+      cv_.wait(lock, [this] { return requested_.load() || stop_.load(); });
+      sleeping_ = false;
       // A run requested just before a stop still runs: Shutdown() has
       // kicked it, so KVM_RUN returns EINTR at once and the promise settles.
-      if (!requested_) return;
-      requested_ = false;
+      if (!requested_.load()) return;
+      requested_.store(false);
     }
     bool kicked = false;
     int ret = RunOnce(&kicked);
     int err = ret < 0 ? errno : 0;
+    ret_ = ret;
+    err_ = err;
+    int expected = kWaiting;
+    if (handOver_.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) continue;  // JS takes it
     auto c = std::make_unique<Completion>(Completion{shared_from_this(), ret, err});
     if (tsfn_->BlockingCall(c.get()) == napi_ok) c.release();  // Deliver frees it
   }
@@ -181,7 +239,7 @@ void VcpuCore::Deliver(Napi::Env env, Napi::Function, std::nullptr_t*, Completio
 }
 
 void VcpuCore::Finish(Napi::Env env, int ret, int err) {
-  busy_ = false;
+  EndAsync();
   if (tsfn_) tsfn_->Unref(env);
   if (!deferred_) return;
   Napi::Promise::Deferred d = *deferred_;
@@ -206,7 +264,7 @@ void VcpuCore::Shutdown() {
   if (worker_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+      stop_.store(true);
     }
     Kick();
     cv_.notify_one();

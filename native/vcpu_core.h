@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <pthread.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -37,13 +38,20 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   // before entry); *kicked says whether Kick() ended it. `immediate` sets
   // immediate_exit: KVM completes pending I/O and returns at once.
   int RunOnce(bool* kicked, bool immediate = false);
-  Napi::Promise StartAsync(Napi::Env env);
+  // Hands one KVM_RUN to the vCPU thread. With spinNs > 0 (and more than
+  // one CPU) it waits that long for the exit before it gives up: an exit
+  // that comes in time returns its reason as a number, with no thread
+  // wake-up on either side; otherwise a Promise settles later.
+  Napi::Value StartAsync(Napi::Env env, int64_t spinNs);
   // Holds the vCPU for a runAsync() that waits for the next turn of the
   // event loop: busy to other calls, and a kick meanwhile ends the run
   // that follows. EndPark() lets that run start; Unpark() drops it.
   void Park();
   void EndPark() { busy_ = false; }
   void Unpark();
+  // Whether spinning can pay: never on one CPU, where it only delays the
+  // thread it waits for.
+  static bool CanSpin();
   // Ends the run in flight, from any thread; false when there is none.
   bool Kick();
   // Kicks the vCPU with this handle, if it still exists.
@@ -74,7 +82,10 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, &VcpuCore::Deliver>;
 
   void WorkerLoop();
+  // The JS side of an async run is over: its result reached JavaScript.
+  void EndAsync();
   void Finish(Napi::Env env, int ret, int err);
+  Napi::Value Settle(Napi::Env env, int ret, int err);
 
   UniqueFd fd_;
   DirtyRing dirtyRing_;
@@ -94,15 +105,28 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   std::mutex runMu_;
   bool inRun_ = false;         // inside KVM_RUN (or about to enter it)
   pthread_t runner_{};         // the thread doing it
-  bool asyncPending_ = false;  // runAsync() requested, KVM_RUN not yet returned
-  bool kickPending_ = false;   // kicked before the requested run entered
+  // From runAsync() (or park()) until JavaScript has the result: a kick
+  // outside KVM_RUN in that time ends the next run, so none is lost.
+  bool asyncPending_ = false;
+  bool kickPending_ = false;   // kicked while asyncPending_ and not in KVM_RUN
   bool kicked_ = false;        // the current run was kicked
 
-  // The vCPU thread's work queue.
+  // The vCPU thread's work queue. The thread spins a while for the next
+  // request before it sleeps (sleeping_: a request must notify).
   std::mutex mu_;
   std::condition_variable cv_;
-  bool requested_ = false;
-  bool stop_ = false;
+  std::atomic<bool> requested_{false};
+  std::atomic<bool> stop_{false};
+  bool sleeping_ = false;
+  std::atomic<int64_t> spinNs_{0};
+
+  // The hand-over of one run's result: the JS thread spins in kWaiting;
+  // the vCPU thread moves it to kDone (JS takes ret_/err_), or, once JS
+  // gave up (kPosted), delivers through the ThreadSafeFunction.
+  enum HandOver : int { kWaiting, kDone, kPosted };
+  std::atomic<int> handOver_{kPosted};
+  int ret_ = 0;
+  int err_ = 0;
 };
 
 }  // namespace nodekvm

@@ -120,11 +120,10 @@ export interface NativeVcpu {
   setSynced(kind: 'events', bytes: Uint8Array): void;
   readonly runBuffer: ArrayBuffer;
   run(timeoutMs?: number): number;
-  /** The exit reason, or -2: the budget ran out and the run goes on with runAsync(). */
-  runInline(budgetUs: number, parked: boolean): number;
+  /** The exit reason when it came within spinUs, else a Promise of it (-1: collected). */
+  runAsync(spinUs?: number, parked?: boolean): number | Promise<number>;
   park(): void;
   unpark(): void;
-  runAsync(): Promise<number>;
   kick(): boolean;
   getRegs(): import('./regs').Regs;
   setRegs(regs: Partial<import('./regs').RegsInput>): void;

@@ -94,14 +94,16 @@ export class Vcpu {
   }
 
   /**
-   * Runs the guest until the next exit and resolves with it, keeping the
-   * event loop free while the guest computes. The run starts on the
-   * calling thread, where an exit costs no thread wake-ups, for at most
-   * {@link INLINE_BUDGET_MS} per turn of the event loop (over all inline
-   * runs of the turn); a guest still computing then goes on on this vCPU's
-   * own native thread, and once quick exits have used the turn up, the
-   * next run waits for the next turn. One run at a time per vCPU; other
-   * calls on it throw `EBUSY` meanwhile. {@link Vcpu.kick}, `timeoutMs` and
+   * Runs the guest on this vCPU's own native thread until the next exit and
+   * resolves with it, keeping the event loop free while the guest
+   * computes. With CPUs to spare the caller waits a few microseconds for
+   * the exit, so quick exits cost no thread wake-ups; a chain of awaited
+   * runs may hold a turn of the event loop for
+   * {@link ASYNC_TURN_BUDGET_MS}, then the next waits for the next turn.
+   * Keep a vCPU on one kind of run: moving it between threads (`run()`
+   * here, `runAsync()` there) costs an RCU grace period per move on
+   * kernels before 6.10. One run at a time per vCPU; other calls on it
+   * throw `EBUSY` meanwhile. {@link Vcpu.kick}, `timeoutMs` and
    * aborting `signal` each end the run with an `intr` exit (a signal
    * aborted already: no run, `intr` at once).
    */
@@ -125,25 +127,23 @@ export class Vcpu {
       return Promise.resolve({ reason: 'intr' });
     }
     const deadline = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
-    // Inline while the turn's budget lasts; a guest still computing when it
-    // runs out goes on on the vCPU thread. Quick exits that used the budget
-    // up wait for the next turn (parked: busy, kicks kept) instead of
-    // paying two thread wake-ups each.
+    // The vCPU thread runs the guest; this thread waits for the exit a few
+    // microseconds (spinning, when there are CPUs to spare) before it
+    // lets the event loop go on. Once the turn's budget is spent, the next
+    // run waits for the next turn, parked (busy, a kick is kept).
     const step = (parked: boolean): VmExit | Promise<VmExit> => {
       const left = deadline - performance.now();
       if (parked && (signal?.aborted || left <= 0)) {
         native.unpark();
         return { reason: 'intr' };
       }
-      const budget = Math.min(inlineBudgetMs(), left);
-      // A sliver of budget would mostly end in a hand-off: wait instead.
-      if (budget < INLINE_BUDGET_MS / 4 && left > budget) {
+      if (turnBudgetMs() <= 0) {
         if (!parked) native.park();
         return new Promise<void>((resolve) => setImmediate(resolve)).then(() => step(true));
       }
-      if (budget <= 0) return { reason: 'intr' }; // timeoutMs: 0
-      if (native.runInline(Math.ceil(budget * 1000), parked) !== HANDED_OFF) return decode();
-      return performance.now() >= deadline ? { reason: 'intr' } : onThread(native.runAsync(), decode, handle, deadline, signal);
+      const spinUs = Math.max(0, Math.floor(Math.min(SPIN_US, left * 1000)));
+      const r = native.runAsync(spinUs, parked);
+      return typeof r === 'number' ? decode() : onThread(r, decode, handle, deadline, signal);
     };
     return Promise.resolve(step(false));
   }
@@ -159,8 +159,10 @@ export class Vcpu {
 
   /**
    * Makes a {@link Vcpu.runAsync} in flight return promptly with an `intr`
-   * exit (sets `immediate_exit` and signals the vCPU thread). Returns false
-   * when nothing was running.
+   * exit (sets `immediate_exit` and signals the vCPU thread). When its exit
+   * came already and is on its way to JavaScript, the next run ends at once
+   * with `intr` instead, so a kick is never lost. Returns false when nothing
+   * was running.
    */
   kick(): boolean {
     return this.native.kick();
@@ -564,31 +566,33 @@ function onThread(started: Promise<number>, decode: () => VmExit, handle: bigint
 }
 
 /**
- * How long {@link Vcpu.runAsync} may hold the calling thread per turn of
- * the event loop before it hands the run to the vCPU's thread, in
- * milliseconds. A timer or I/O callback waits at most about this long.
+ * How long a chain of awaited {@link Vcpu.runAsync} calls may keep one turn
+ * of the event loop, in milliseconds; then the next run waits for the next
+ * turn. A timer or I/O callback waits at most about this long behind an
+ * exit-heavy guest.
  */
-export const INLINE_BUDGET_MS = 1;
+export const ASYNC_TURN_BUDGET_MS = 4;
 
-// runInline()'s answer when the budget ran out and the guest goes on
-// on the vCPU thread.
-const HANDED_OFF = -2;
+// How long runAsync() spins for the vCPU thread's exit, in microseconds:
+// an I/O exit takes ~8 µs on a host, and a thread wake-up costs ~50 µs on
+// an idle one.
+const SPIN_US = 50;
 
-// The inline time of this thread's current event-loop turn: started by the
-// first runAsync() of the turn, reset by a setImmediate (the turn's check
-// phase). A loop of awaited runAsync() calls runs on microtasks, so
-// without this budget it could hold the event loop forever.
+// This thread's current event-loop turn: started by the first runAsync()
+// of the turn, ended by a setImmediate (the turn's check phase). Awaited
+// runs that resolve at once chain on microtasks, which alone would hold
+// the event loop forever.
 let turnStart = -1;
 function endTurn(): void {
   turnStart = -1;
 }
-function inlineBudgetMs(): number {
+function turnBudgetMs(): number {
   const now = performance.now();
   if (turnStart < 0) {
     turnStart = now;
     setImmediate(endTurn).unref();
   }
-  return INLINE_BUDGET_MS - (now - turnStart);
+  return ASYNC_TURN_BUDGET_MS - (now - turnStart);
 }
 
 /** @internal The validated `timeoutMs` of run options. */
