@@ -27,7 +27,7 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   void Unpark(const Napi::CallbackInfo& info);
   Napi::Value RunAsync(const Napi::CallbackInfo& info);
   Napi::Value Kick(const Napi::CallbackInfo& info);
-  Napi::Value GetRegs(const Napi::CallbackInfo& info);
+  void GetRegs(const Napi::CallbackInfo& info);
   void SetRegs(const Napi::CallbackInfo& info);
   Napi::Value GetSregs(const Napi::CallbackInfo& info);
   void SetSregs(const Napi::CallbackInfo& info);

@@ -58,10 +58,11 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate) {
     std::lock_guard<std::mutex> lock(runMu_);
     inRun_ = true;
     runner_ = pthread_self();
-    // A kick that came before entry must still end this run.
-    kicked_ = kickPending_;
+    // A kick that came before entry must still end this run (kept for the
+    // next real run when this one only completes pending I/O).
+    kicked_ = kickPending_ && !immediate;
     run()->immediate_exit = kickPending_ || immediate ? 1 : 0;
-    kickPending_ = false;
+    if (!immediate) kickPending_ = false;
   }
   int r;
   // A vCPU waiting for INIT/SIPI blocks in KVM_RUN until they come, then
@@ -72,7 +73,10 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate) {
   {
     std::lock_guard<std::mutex> lock(runMu_);
     inRun_ = false;
-    *kicked = kicked_;
+    // A kick that landed as the run ended with an exit of its own would be
+    // lost (the caller sees the exit): it ends the next run instead.
+    if (r >= 0 && kicked_) kickPending_ = true;
+    *kicked = r < 0 && kicked_;
     kicked_ = false;
   }
   if (r < 0 && err == EINTR) run()->exit_reason = KVM_EXIT_INTR;

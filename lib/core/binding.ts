@@ -112,7 +112,6 @@ export interface NativeVcpu {
   enableCap(cap: number, args: bigint[]): number;
   setSyncRegs(mask: number): void;
   completePendingIo(): void;
-  getSynced(kind: 'regs'): import('./regs').Regs;
   getSynced(kind: 'sregs'): import('./regs').Sregs;
   getSynced(kind: 'events'): Uint8Array;
   setSynced(kind: 'regs', regs: object): void;
@@ -125,7 +124,8 @@ export interface NativeVcpu {
   park(): void;
   unpark(): void;
   kick(): boolean;
-  getRegs(): import('./regs').Regs;
+  /** KVM_GET_REGS into 18 words, in kvm_regs' order. */
+  getRegs(into: BigUint64Array): void;
   setRegs(regs: Partial<import('./regs').RegsInput>): void;
   getSregs(): import('./regs').Sregs;
   setSregs(sregs: import('./regs').SregsInput): void;

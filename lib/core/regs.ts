@@ -74,6 +74,25 @@ const SEGMENT_BITS = { type: 15, present: 1, dpl: 3, db: 1, s: 1, l: 1, g: 1, av
 const SEGMENT_KEYS = ['base', 'limit', 'selector', ...Object.keys(SEGMENT_BITS)];
 const SREGS_KEYS = [...SEGMENT_NAMES, 'gdt', 'idt', ...CONTROL_NAMES, 'interruptBitmap'];
 
+/** @internal Names the 18 words of a `struct kvm_regs` that start at `words[at]`. */
+export function regsFromWords(w: BigUint64Array, at = 0): Regs {
+  return {
+    rax: w[at]!, rbx: w[at + 1]!, rcx: w[at + 2]!, rdx: w[at + 3]!,
+    rsi: w[at + 4]!, rdi: w[at + 5]!, rsp: w[at + 6]!, rbp: w[at + 7]!,
+    r8: w[at + 8]!, r9: w[at + 9]!, r10: w[at + 10]!, r11: w[at + 11]!,
+    r12: w[at + 12]!, r13: w[at + 13]!, r14: w[at + 14]!, r15: w[at + 15]!,
+    rip: w[at + 16]!, rflags: w[at + 17]!,
+  };
+}
+
+/** @internal Writes the registers `regs` names into the 18 words at `words[at]`. */
+export function regsToWords(regs: Partial<Record<keyof Regs, bigint>>, w: BigUint64Array, at = 0): void {
+  REG_NAMES.forEach((name, i) => {
+    const v = regs[name];
+    if (v !== undefined) w[at + i] = v;
+  });
+}
+
 /**
  * @internal Checks a {@link RegsInput} and returns a clean copy holding
  * only own, known registers as bigints (what the addon reads).

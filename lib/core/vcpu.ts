@@ -2,7 +2,7 @@ import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
 import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
-import { validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
+import { regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
 import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
@@ -38,6 +38,10 @@ export interface GuestDebugOptions {
 }
 
 const C = binding.constants as Record<string, number>;
+const RUN = binding.runLayout as Record<string, number>;
+const SYNC_REGS = RUN.syncRegs!;
+const DIRTY_REGS = RUN.kvmDirtyRegs!;
+const SYNC_X86_REGS = 1n; // KVM_SYNC_X86_REGS
 const DBG = {
   ENABLE: C.KVM_GUESTDBG_ENABLE ?? 1,
   SINGLESTEP: C.KVM_GUESTDBG_SINGLESTEP ?? 2,
@@ -55,6 +59,8 @@ export class Vcpu {
   /** @internal */
   readonly native: NativeVcpu;
   #view: DataView | undefined;
+  #words: BigUint64Array | undefined;
+  #regs: BigUint64Array | undefined;
   #bytes: Uint8Array | undefined;
 
   /** @internal */
@@ -170,7 +176,9 @@ export class Vcpu {
 
   /** `KVM_GET_REGS`. */
   getRegs(): Regs {
-    return this.native.getRegs();
+    const words = (this.#regs ??= new BigUint64Array(18));
+    this.native.getRegs(words);
+    return regsFromWords(words);
   }
 
   /** `KVM_SET_REGS`; registers left out keep their values. */
@@ -355,12 +363,23 @@ export class Vcpu {
 
   /** The registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `regs`). */
   syncedRegs(): Regs {
-    return this.native.getSynced('regs');
+    return regsFromWords(this.#syncWords('kvm_run.s.regs'), SYNC_REGS / 8);
   }
 
   /** Writes registers into `kvm_run` for the next run to load; fields left out keep the synced values. */
   setSyncedRegs(regs: RegsInput): void {
-    this.native.setSynced('regs', validateRegs(regs));
+    const valid = validateRegs(regs);
+    const words = this.#syncWords('kvm_run.s.regs');
+    regsToWords(valid, words, SYNC_REGS / 8);
+    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_REGS;
+  }
+
+  // kvm_run as 64-bit words, for the synced registers: read and written in
+  // place, with no N-API objects (which cost more than the exit saved).
+  #syncWords(what: string): BigUint64Array {
+    if (this.native.fd < 0) throw new KvmError(osConstants.errno.EBADF, what, 'vCPU is closed');
+    if (this.native.running) throw new KvmError(osConstants.errno.EBUSY, what, 'the vCPU is running (runAsync); await it or kick() it first');
+    return (this.#words ??= new BigUint64Array(this.native.runBuffer));
   }
 
   /** The special registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `sregs`). */
@@ -439,6 +458,7 @@ export class Vcpu {
     this.native.close();
     this.#view = undefined;
     this.#bytes = undefined;
+    this.#words = undefined;
   }
 
   /** Same as {@link Vcpu.close}, for `using`. */

@@ -90,12 +90,6 @@ void DtableFromJs(const Napi::Object& o, kvm_dtable& t, const std::string& name)
 
 }  // namespace
 
-Napi::Object RegsToJs(Napi::Env env, const kvm_regs& r) {
-  Napi::Object o = Napi::Object::New(env);
-  for (const auto& [name, field] : kRegs) o.Set(name, U64(env, r.*field));
-  return o;
-}
-
 void RegsFromJs(const Napi::Object& o, kvm_regs& r) {
   for (const auto& [name, field] : kRegs) {
     if (o.Has(name)) r.*field = ReadU64(o.Get(name), std::string("regs.") + name);
@@ -230,6 +224,8 @@ Napi::Object RunLayout(Napi::Env env) {
   // The exit union; KVM_EXIT_MEMORY_FAULT's fields (flags, gpa, size: three
   // u64s) are newer than some build machines' headers.
   set("exitUnion", offsetof(kvm_run, hw));
+  set("kvmDirtyRegs", offsetof(kvm_run, kvm_dirty_regs));
+  set("syncRegs", offsetof(kvm_run, s.regs.regs));  // kvm_regs: 18 u64s
   set("readyForInterruptInjection", offsetof(kvm_run, ready_for_interrupt_injection));
   set("ifFlag", offsetof(kvm_run, if_flag));
   set("cr8", offsetof(kvm_run, cr8));

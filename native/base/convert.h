@@ -9,7 +9,6 @@
 
 namespace nodekvm {
 
-Napi::Object RegsToJs(Napi::Env env, const kvm_regs& r);
 void RegsFromJs(const Napi::Object& o, kvm_regs& r);
 
 Napi::Object SregsToJs(Napi::Env env, const kvm_sregs& s);

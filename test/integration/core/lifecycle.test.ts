@@ -112,7 +112,9 @@ describe('process and worker teardown', () => {
     const r = node(`
       const { Worker } = require('node:worker_threads');
       const w = new Worker(${JSON.stringify(`${guest}
-        guest([0xeb, 0xfe]).runAsync();
+        // Kept reachable: a dropped vCPU would be collected and its run end.
+        globalThis.keep = guest([0xeb, 0xfe]);
+        keep.runAsync();
         require('node:worker_threads').parentPort.postMessage('spinning');`)}, { eval: true });
       w.on('message', async () => { console.log('exit code', await w.terminate()); });`);
     expect(r.stderr).toBe('');
