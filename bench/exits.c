@@ -1,64 +1,79 @@
-// The baseline for bench/exits.mjs: the same guest and the same ioctls as
-// node-kvm's run() loop, in plain C. Prints microseconds per exit.
-#include <fcntl.h>
-#include <linux/kvm.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
+// The C baseline of the exit rows of `npm run bench` (bench/exits.mjs):
+//   io N CODE        N port-I/O exits, the loop node-kvm's run() drives
+//   mmio N CODE      N MMIO write exits, each byte checked
+//   lifecycle N      N times: create VM + 1 MiB slot + vCPU, run to HLT, close
+// Prints microseconds per exit (per lifecycle) as JSON.
+#include "common.h"
 
-static void die(const char *what) {
-  perror(what);
-  exit(1);
+static void exits(const char *mode, unsigned long n, const char *code) {
+  int mmio = strcmp(mode, "mmio") == 0;
+  struct guest g;
+  guest_open(&g, 0x10000, code, n);
+  unsigned long seen = 0;
+  double t0 = now_us();
+  for (;;) {
+    unsigned reason = run_once(&g);
+    if (reason == KVM_EXIT_HLT) break;
+    if (!mmio && reason == KVM_EXIT_IO && g.run->io.port == PORT) {
+      seen++;
+    } else if (mmio && reason == KVM_EXIT_MMIO && g.run->mmio.is_write) {
+      if (g.run->mmio.phys_addr != MMIO_BASE + (seen & 0xffff) || g.run->mmio.data[0] != (seen & 0xff)) {
+        fail(mode, "write", g.run->mmio.data[0], seen & 0xff);
+      }
+      seen++;
+    } else {
+      unexpected_exit(mode, reason);
+    }
+  }
+  double us = now_us() - t0;
+  if (seen != n) fail(mode, "exits", seen, n);
+  report(mode, n, us);
+}
+
+// One /dev/kvm fd for all rounds, as the node-kvm side keeps one Kvm open.
+static void lifecycle(unsigned long n) {
+  int kvm = open_kvm();
+  int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  size_t size = 1 << 20;
+  double t0 = now_us();
+  for (unsigned long i = 0; i < n; i++) {
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    if (vm < 0) die("KVM_CREATE_VM");
+    unsigned char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) die("mmap");
+    mem[GUEST_CODE] = 0xf4; // hlt
+    struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = size,
+                                            .userspace_addr = (unsigned long)mem};
+    if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+    int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    if (vcpu < 0) die("KVM_CREATE_VCPU");
+    struct kvm_run *run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+    if (run == MAP_FAILED) die("mmap kvm_run");
+    real_mode_at_code(vcpu, 0);
+    if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
+    if (run->exit_reason != KVM_EXIT_HLT) unexpected_exit("lifecycle", run->exit_reason);
+    munmap(run, run_size);
+    close(vcpu);
+    close(vm);
+    munmap(mem, size);
+  }
+  report("lifecycle", n, now_us() - t0);
 }
 
 int main(int argc, char **argv) {
-  unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 100000;
-  // out 0x80, al; dec ecx; jnz 0; hlt
-  const unsigned char code[] = {0xe6, 0x80, 0x66, 0x49, 0x75, 0xfa, 0xf4};
-  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (kvm < 0) die("open /dev/kvm");
-  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
-  if (vm < 0) die("KVM_CREATE_VM");
-  size_t size = 0x10000;
-  unsigned char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  memcpy(mem + 0x1000, code, sizeof code);
-  struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = size,
-                                          .userspace_addr = (unsigned long)mem};
-  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
-  int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-  if (vcpu < 0) die("KVM_CREATE_VCPU");
-  int mmap_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-  struct kvm_run *run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-  struct kvm_sregs s;
-  ioctl(vcpu, KVM_GET_SREGS, &s);
-  s.cs.base = 0;
-  s.cs.selector = 0;
-  ioctl(vcpu, KVM_SET_SREGS, &s);
-  struct kvm_regs regs;
-  memset(&regs, 0, sizeof regs);
-  regs.rip = 0x1000;
-  regs.rflags = 2;
-  regs.rcx = n;
-  ioctl(vcpu, KVM_SET_REGS, &regs);
-
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  unsigned long exits = 0;
-  for (;;) {
-    if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
-    if (run->exit_reason == KVM_EXIT_HLT) break;
-    if (run->exit_reason != KVM_EXIT_IO) {
-      fprintf(stderr, "unexpected exit %u\n", run->exit_reason);
-      return 1;
-    }
-    exits++;
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s io|mmio|lifecycle N [CODE]\n", argv[0]);
+    return 2;
   }
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double us = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3;
-  printf("{\"exits\": %lu, \"usPerExit\": %.3f}\n", exits, us / exits);
+  const char *mode = argv[1];
+  unsigned long n = strtoul(argv[2], NULL, 10);
+  if (strcmp(mode, "lifecycle") == 0) {
+    lifecycle(n);
+  } else if ((strcmp(mode, "io") == 0 || strcmp(mode, "mmio") == 0) && argc > 3) {
+    exits(mode, n, argv[3]);
+  } else {
+    fprintf(stderr, "%s: unknown mode %s (or CODE missing)\n", argv[0], mode);
+    return 2;
+  }
   return 0;
 }

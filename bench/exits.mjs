@@ -1,94 +1,128 @@
-// Exit round trips: node-kvm's run() and runAsync() against bench/exits.c
-// doing the same ioctls, side by side in one process tree. Run via
-// `npm run bench` (which picks the host's KVM or the sandbox).
-import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Exit rows: port-I/O and MMIO round trips through run() and runAsync(),
+// and a whole VM's life, against bench/exits.c.
+import { check, cProgram, lib, now, unexpected, usSince } from './harness.mjs';
+import { GUESTS, MMIO_BASE, PORT } from './guests.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const lib = createRequire(import.meta.url)(join(root, 'dist/index.js'));
-const { describeKvm, probeKvm, realModeGuest } = lib;
-const N = Number(process.env.BENCH_EXITS ?? 20000);
-const CODE = [0xe6, 0x80, 0x66, 0x49, 0x75, 0xfa, 0xf4]; // out 0x80, al; dec ecx; jnz; hlt
+const { GuestMemory, Kvm, realModeGuest } = lib;
 
-function guest(n) {
-  const g = realModeGuest(CODE);
-  g.vcpu.setRegs({ rcx: n });
-  return g;
+/** A realModeGuest running `code` with rcx = n, closed after `measure(guest)`. */
+export async function withGuest(code, n, measure) {
+  const g = realModeGuest(code);
+  try {
+    g.vcpu.setRegs({ rcx: n });
+    return await measure(g);
+  } finally {
+    g.close();
+  }
 }
 
-async function measure(useAsync, n) {
-  const g = guest(n);
+/** Runs ioLoop to hlt with run(): microseconds per `out` exit. */
+export function ioExits(vcpu, n) {
   let exits = 0;
-  const t0 = process.hrtime.bigint();
+  const t0 = now();
   for (;;) {
-    const exit = useAsync ? await g.vcpu.runAsync() : g.vcpu.run();
-    if (exit.reason === 'hlt') break;
-    if (exit.reason === 'io') exits++;
-    else if (exit.reason !== 'intr') throw new Error(`unexpected exit ${exit.reason}`);
+    const exit = vcpu.run();
+    if (exit.reason === 'io' && exit.port === PORT) exits++;
+    else if (exit.reason === 'hlt') break;
+    else if (exit.reason !== 'intr') throw unexpected(exit);
   }
-  const us = Number(process.hrtime.bigint() - t0) / 1e3;
-  g.close();
-  if (exits !== n) throw new Error(`expected ${n} exits, saw ${exits}`);
-  return us / exits;
+  const us = usSince(t0);
+  check('I/O exits', exits, n);
+  return us / n;
 }
 
-const c = JSON.parse(execFileSync(join(root, 'build/bench-exits'), [String(N)], { encoding: 'utf8' })).usPerExit;
-// A short first pass lets the JIT warm up, as it would in a long-running user.
-await measure(false, N / 10);
-const sync = await measure(false, N);
-await measure(true, N / 10);
-const async_ = await measure(true, N);
-// Memory rows: KVM_GET_DIRTY_LOG of a clean 1 GiB slot, and allocating,
-// registering, deleting and freeing 4 GiB, against bench/memory.c.
-const M = Number(process.env.BENCH_DIRTY ?? 2000);
-const cm = JSON.parse(execFileSync(join(root, 'build/bench-memory'), [String(M)], { encoding: 'utf8' }));
-const { GuestMemory, Kvm, MemFlag, DirtyLog } = lib;
-function dirtyLog(reuse) {
-  const kvm = Kvm.open();
-  const vm = kvm.createVm();
-  const memory = GuestMemory.allocate(2 ** 30);
-  const slot = vm.addSlot({ guestPhysAddr: 0, memory, flags: MemFlag.LOG_DIRTY_PAGES });
-  const into = reuse ? new Uint8Array(DirtyLog.bytesFor(slot.npages)) : undefined;
-  for (let i = 0; i < M / 10; i++) slot.getDirtyLog(into);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < M; i++) slot.getDirtyLog(into);
-  const us = Number(process.hrtime.bigint() - t0) / 1e3 / M;
-  vm.close();
-  memory.close();
-  kvm.close();
-  return us;
-}
-function slot4g() {
-  const kvm = Kvm.open();
-  const vm = kvm.createVm();
-  const m = Math.floor(M / 100) + 5;
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < m; i++) {
-    const memory = GuestMemory.allocate(4 * 2 ** 30);
-    vm.addSlot({ slot: 1, guestPhysAddr: 2 ** 32, memory }).delete();
-    memory.close();
+/** Write i of mmioBurst: byte i & 0xff at MMIO_BASE + (i & 0xffff). */
+export function checkWrite(i, address, byte) {
+  if (Number(address) - MMIO_BASE !== (i & 0xffff) || byte !== (i & 0xff)) {
+    throw new Error(`MMIO write ${i}: byte ${byte} at ${address.toString(16)}, expected ${i & 0xff} at ${(MMIO_BASE + (i & 0xffff)).toString(16)}`);
   }
-  const us = Number(process.hrtime.bigint() - t0) / 1e3 / m;
-  vm.close();
-  kvm.close();
-  return us;
 }
-const dirtyNew = dirtyLog(false);
-const dirtyReused = dirtyLog(true);
-const slot = slot4g();
 
-console.log(`KVM: ${describeKvm(probeKvm())}${process.env.NODE_KVM_IN_SANDBOX ? ' (sandbox)' : ''}; ${N} port-I/O exits, ${M} dirty-log reads`);
-const rows = [
-  ['I/O exit round trip, run()', c, sync, 1.05],
-  ['I/O exit round trip, runAsync()', c, async_, 1.5],
-  ['KVM_GET_DIRTY_LOG, clean 1 GiB slot', cm.dirtyLogUs, dirtyNew, 1.2],
-  ['  the same into a reused bitmap', cm.dirtyLogUs, dirtyReused, 1.2],
-  ['allocate + register + delete 4 GiB', cm.slot4gUs, slot, 1.2],
+function mmioExits(vcpu, n) {
+  let writes = 0;
+  const t0 = now();
+  for (;;) {
+    const exit = vcpu.run();
+    if (exit.reason === 'mmio' && exit.isWrite) checkWrite(writes++, exit.address, exit.data[0]);
+    else if (exit.reason === 'hlt') break;
+    else if (exit.reason !== 'intr') throw unexpected(exit);
+  }
+  const us = usSince(t0);
+  check('MMIO exits', writes, n);
+  return us / n;
+}
+
+async function ioExitsAsync(vcpu, n) {
+  let exits = 0;
+  const t0 = now();
+  for (;;) {
+    const exit = await vcpu.runAsync();
+    if (exit.reason === 'io' && exit.port === PORT) exits++;
+    else if (exit.reason === 'hlt') break;
+    else if (exit.reason !== 'intr') throw unexpected(exit);
+  }
+  const us = usSince(t0);
+  check('I/O exits', exits, n);
+  return us / n;
+}
+
+// The ioctls of bench/exits.c's lifecycle, through the public API: no TSS
+// or identity map (createVm's default adds them for Intel's real mode).
+function lifecycles(n) {
+  const kvm = Kvm.open();
+  try {
+    const t0 = now();
+    for (let i = 0; i < n; i++) {
+      const memory = GuestMemory.allocate(1 << 20);
+      memory.view(0x1000, 1)[0] = 0xf4; // hlt
+      const vm = kvm.createVm({ tssAddr: null });
+      vm.addSlot({ guestPhysAddr: 0, memory });
+      const vcpu = vm.createVcpu();
+      vcpu.setSregs({ cs: { base: 0, selector: 0 } });
+      vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+      const exit = vcpu.run();
+      if (exit.reason !== 'hlt') throw unexpected(exit);
+      vm.close();
+      memory.close();
+    }
+    return usSince(t0) / n;
+  } finally {
+    kvm.close();
+  }
+}
+
+export const rows = [
+  {
+    id: 'io',
+    name: 'I/O exit round trip, run()',
+    goal: 1.05,
+    warmup: 100,
+    c: cProgram('exits', 'io', GUESTS.ioLoop),
+    js: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExits(g.vcpu, n)),
+  },
+  {
+    id: 'mmio',
+    name: 'MMIO exit round trip, run()',
+    goal: 1.05,
+    warmup: 100,
+    c: cProgram('exits', 'mmio', GUESTS.mmioBurst),
+    js: (n) => withGuest(GUESTS.mmioBurst, n, (g) => mmioExits(g.vcpu, n)),
+  },
+  {
+    id: 'io-async',
+    name: 'I/O exit round trip, runAsync()',
+    goal: 1.5,
+    warmup: 100,
+    c: cProgram('exits', 'io', GUESTS.ioLoop),
+    js: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExitsAsync(g.vcpu, n)),
+  },
+  {
+    id: 'lifecycle',
+    name: 'create VM + 1 MiB slot + vCPU, run to HLT, close',
+    goal: 1.1,
+    warmup: 10,
+    min: 3,
+    c: cProgram('exits', 'lifecycle'),
+    js: lifecycles,
+  },
 ];
-console.log(`${'figure'.padEnd(38)} ${'C µs'.padStart(9)} ${'node-kvm µs'.padStart(12)} ${'ratio'.padStart(7)}  goal`);
-for (const [name, cv, nv, goal] of rows) {
-  const ratio = nv / cv;
-  console.log(`${name.padEnd(38)} ${cv.toFixed(2).padStart(9)} ${nv.toFixed(2).padStart(12)} ${ratio.toFixed(2).padStart(6)}x  <= ${goal} ${ratio <= goal ? 'met' : 'not met'}`);
-}

@@ -1,34 +1,16 @@
-// The baseline for the memory rows of `npm run bench`: the same ioctls as
-// node-kvm in plain C. Prints JSON: microseconds per KVM_GET_DIRTY_LOG of a
-// clean 1 GiB slot, and per allocate + register + delete + free of 4 GiB.
-#include <fcntl.h>
-#include <linux/kvm.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <time.h>
+// The C baseline of the memory rows of `npm run bench` (bench/memory.mjs):
+//   dirty N    N KVM_GET_DIRTY_LOG of a clean 1 GiB slot into one bitmap
+//   slot4g N   N times: mmap 4 GiB, register it as a slot, delete it, munmap
+// Prints microseconds per operation as JSON.
+#include "common.h"
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static void die(const char *what) {
-  perror(what);
-  exit(1);
-}
-
-int main(int argc, char **argv) {
-  unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000;
-  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (kvm < 0) die("open /dev/kvm");
+static void dirty(unsigned long n) {
+  int kvm = open_kvm();
   int vm = ioctl(kvm, KVM_CREATE_VM, 0);
   if (vm < 0) die("KVM_CREATE_VM");
-
   size_t gib = 1ul << 30;
   void *mem = mmap(NULL, gib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
   struct kvm_userspace_memory_region r = {.slot = 0, .flags = KVM_MEM_LOG_DIRTY_PAGES, .guest_phys_addr = 0,
                                           .memory_size = gib, .userspace_addr = (unsigned long)mem};
   if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
@@ -38,12 +20,20 @@ int main(int argc, char **argv) {
   for (unsigned long i = 0; i < n; i++) {
     if (ioctl(vm, KVM_GET_DIRTY_LOG, &log) < 0) die("KVM_GET_DIRTY_LOG");
   }
-  double dirty = (now_us() - t0) / n;
+  double us = now_us() - t0;
+  for (size_t i = 0; i < sizeof bitmap; i++) {
+    if (bitmap[i] != 0) fail("dirty", "dirty bitmap byte", bitmap[i], 0);
+  }
+  report("dirty", n, us);
+}
 
+static void slot4g(unsigned long n) {
+  int kvm = open_kvm();
+  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  if (vm < 0) die("KVM_CREATE_VM");
   size_t big = 4ul << 30;
-  unsigned long m = n / 100 + 5;
-  t0 = now_us();
-  for (unsigned long i = 0; i < m; i++) {
+  double t0 = now_us();
+  for (unsigned long i = 0; i < n; i++) {
     void *p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) die("mmap");
     struct kvm_userspace_memory_region s = {.slot = 1, .guest_phys_addr = 1ul << 32, .memory_size = big,
@@ -53,7 +43,22 @@ int main(int argc, char **argv) {
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &s) < 0) die("delete");
     munmap(p, big);
   }
-  double slot = (now_us() - t0) / m;
-  printf("{\"dirtyLogUs\": %.3f, \"slot4gUs\": %.3f}\n", dirty, slot);
+  report("slot4g", n, now_us() - t0);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s dirty|slot4g N\n", argv[0]);
+    return 2;
+  }
+  unsigned long n = strtoul(argv[2], NULL, 10);
+  if (strcmp(argv[1], "dirty") == 0) {
+    dirty(n);
+  } else if (strcmp(argv[1], "slot4g") == 0) {
+    slot4g(n);
+  } else {
+    fprintf(stderr, "%s: unknown mode %s\n", argv[0], argv[1]);
+    return 2;
+  }
   return 0;
 }

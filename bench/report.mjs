@@ -1,0 +1,43 @@
+// The table of `npm run bench`, as text and as Markdown (for README.md),
+// from the JSON that bench/suite.mjs writes.
+
+const num = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+
+// `x` is the sign of a factor: "x" in the terminal, "×" in Markdown.
+function cells(row, x) {
+  if (row.skipped) return { c: '—', js: '—', ratio: '—', note: `skipped: ${row.skipped}` };
+  const times = (f) => `${f.toFixed(2)}${x}`;
+  const note = row.speedup ? `vs ${row.speedup.versus}: C ${times(row.speedup.c)} faster, node-kvm ${times(row.speedup.js)}` : '';
+  return { c: num(row.c), js: num(row.js), ratio: times(row.ratio), note };
+}
+
+export function header(r) {
+  const where = r.target === 'sandbox' ? 'in the sandbox (nested KVM under TCG)' : "on the host's KVM";
+  const load = `${r.target === 'sandbox' ? 'host ' : ''}load ${r.load.toFixed(2)} at start (${r.idle ? 'looks idle' : 'busy: expect noise'})`;
+  return `KVM: ${r.kvm}, ${where}; ${load}, ${r.cpus} CPU${r.cpus === 1 ? '' : 's'}, Node ${r.node}; medians of ${r.rounds} interleaved rounds of ~${r.roundMs} ms`;
+}
+
+export function formatTable(r) {
+  const w = Math.max(...r.rows.map((row) => row.name.length));
+  const line = (name, c, js, ratio, goal, note = '') =>
+    `${name.padEnd(w)}  ${c.padStart(8)}  ${js.padStart(11)}  ${ratio.padStart(6)}  ${goal.padEnd(16)} ${note}`.trimEnd();
+  const out = [header(r), line('figure', 'C µs', 'node-kvm µs', 'ratio', 'goal')];
+  for (const row of r.rows) {
+    if (row.section) out.push(row.section);
+    const x = cells(row, 'x');
+    const goal = row.goal === null || row.skipped ? '—' : `<= ${row.goal} ${row.ratio <= row.goal ? 'met' : 'NOT met'}`;
+    out.push(line(row.name, x.c, x.js, x.ratio, goal, x.note));
+  }
+  return out.join('\n');
+}
+
+export function formatMarkdown(r) {
+  const out = [header(r), '', '| figure | C µs | node-kvm µs | ratio | goal | |', '| --- | --- | --- | --- | --- | --- |'];
+  for (const row of r.rows) {
+    if (row.section) out.push(`| *${row.section}* | | | | | |`);
+    const x = cells(row, '×');
+    const goal = row.goal === null || row.skipped ? '—' : `≤ ${row.goal}`;
+    out.push(`| ${row.name.trim()} | ${x.c} | ${x.js} | ${x.ratio} | ${goal} | ${x.note} |`);
+  }
+  return out.join('\n');
+}
