@@ -26,6 +26,8 @@ void Nothing(int) {}
 
 // A run that lasts this long gets a tick, to check its environment.
 constexpr int64_t kTickNs = 100'000'000;
+// Ticks without runs before the watchdog sleeps until the next run.
+constexpr int kIdleTicks = 50;
 // How often a run past its deadline is signalled again.
 constexpr int64_t kResignalNs = 1'000'000;
 // How late a deadline may be noticed, rather than wake the watchdog.
@@ -42,11 +44,10 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       // Detached: it sleeps when no run needs it, and holds itself alive.
       std::thread([self = shared_from_this()] { self->Loop(); }).detach();
     }
-    // Waking the watchdog costs a futex call and a thread wake-up: only
-    // when it would otherwise sleep well past this run's deadline.
-    // runAsync()'s inline runs share about one deadline per event-loop
-    // turn, so most need none.
-    if (idle_ || (r->deadlineNs != 0 && r->deadlineNs + kSlackNs < wakeNs_)) cv_.notify_one();
+    // Waking the watchdog costs a futex call and a thread wake-up, as much
+    // as a short run: only when it sleeps for good, or would sleep well
+    // past this run's deadline. It looks at the runs every tick anyway.
+    if (deepIdle_ || (r->deadlineNs != 0 && r->deadlineNs + kSlackNs < wakeNs_)) cv_.notify_one();
   }
   void End(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -61,19 +62,22 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, nullptr);
     std::unique_lock<std::mutex> lock(mu_);
+    int idleTicks = 0;
     for (;;) {
-      if (runs_.empty()) {
-        idle_ = true;
+      if (runs_.empty() && ++idleTicks > kIdleTicks) {
+        // No runs for a while: sleep until one comes (Begin() wakes us).
+        deepIdle_ = true;
+        wakeNs_ = INT64_MAX;
         cv_.wait(lock, [this] { return !runs_.empty(); });
-        idle_ = false;
+        deepIdle_ = false;
       }
+      if (!runs_.empty()) idleTicks = 0;
       int64_t now = MonotonicNs();
-      wakeNs_ = INT64_MAX;
+      wakeNs_ = now + kTickNs;
       for (SyncRun* r : runs_) {
         wakeNs_ = std::min(wakeNs_, r->deadlineNs != 0 ? std::min(r->deadlineNs, r->tickNs) : r->tickNs);
       }
       cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wakeNs_ - now, 0)));
-      wakeNs_ = 0;  // awake: Begin() need not notify
       now = MonotonicNs();
       for (SyncRun* r : runs_) {
         int why = SyncRun::kNone;
@@ -100,8 +104,8 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
   std::condition_variable cv_;
   std::vector<SyncRun*> runs_;
   bool started_ = false;
-  bool idle_ = false;
-  int64_t wakeNs_ = 0;  // when the sleeping watchdog wakes next
+  bool deepIdle_ = false;  // asleep until a run begins
+  int64_t wakeNs_ = 0;     // when the sleeping watchdog wakes next
 };
 
 Watchdog& TheWatchdog() {

@@ -69,7 +69,9 @@ Napi::Value Kvm::CreateVm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CREATE_VM");
   uint32_t type = ReadU32(info[0], "type");
-  int mmapSize = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_VCPU_MMAP_SIZE));
+  // The same for every VM of this /dev/kvm: asked once.
+  if (vcpuMmapSize_ == 0) vcpuMmapSize_ = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_VCPU_MMAP_SIZE));
+  int mmapSize = vcpuMmapSize_;
   int vmfd = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CREATE_VM), type);
   return Vm::NewInstance(env, UniqueFd(vmfd), static_cast<size_t>(mmapSize));
 }

@@ -25,6 +25,7 @@ class Kvm : public Napi::ObjectWrap<Kvm> {
   void Close(const Napi::CallbackInfo& info);
 
   UniqueFd fd_;
+  int vcpuMmapSize_ = 0;  // KVM_GET_VCPU_MMAP_SIZE, asked once
 };
 
 }  // namespace nodekvm

@@ -378,8 +378,9 @@ export class Vm {
   createVcpu(id?: number): Vcpu {
     const vcpuId = id === undefined ? this.#nextVcpuId : validateU32(id, 'id');
     // KVM refuses ids at or above KVM_CAP_MAX_VCPU_ID (128), else MAX_VCPUS.
-    this.#maxVcpuId ??= this.native.checkExtension(128) || this.native.checkExtension(Cap.MAX_VCPUS) || 0x100000000;
-    if (vcpuId >= this.#maxVcpuId) throw outOfRange('id', `< ${this.#maxVcpuId} (KVM_CAP_MAX_VCPU_ID)`, vcpuId);
+    // Every x86 KVM since Linux 4.x takes ids below 255: ask only beyond.
+    if (vcpuId >= 128) this.#maxVcpuId ??= this.native.checkExtension(128) || this.native.checkExtension(Cap.MAX_VCPUS) || 0x100000000;
+    if (this.#maxVcpuId !== undefined && vcpuId >= this.#maxVcpuId) throw outOfRange('id', `< ${this.#maxVcpuId} (KVM_CAP_MAX_VCPU_ID)`, vcpuId);
     const vcpu = new Vcpu(this.native.createVcpu(vcpuId), this);
     this.#nextVcpuId = Math.max(this.#nextVcpuId, vcpuId + 1);
     for (let i = this.#vcpus.length - 1; i >= 0; i--) if (this.#vcpus[i]!.fd < 0) this.#vcpus.splice(i, 1);
