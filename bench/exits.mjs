@@ -52,6 +52,8 @@ function mmioExits(vcpu, n) {
   return us / n;
 }
 
+// ioExits with runAsync(): a loop of its own, so that the sync one pays no
+// await and neither pays for a callback.
 async function ioExitsAsync(vcpu, n) {
   let exits = 0;
   const t0 = now();
