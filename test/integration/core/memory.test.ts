@@ -17,7 +17,8 @@ describe('addon-mapped guest memory', () => {
     expect(external() - before).toBeLessThan(1 << 20);
     expect(mem.view(4096, 4).length).toBe(4);
     expect(mem.bytes.length).toBe(1 << 30);
-    expect(external() - before).toBeGreaterThanOrEqual(1 << 30);
+    // Other external memory may come and go meanwhile: within 1 MiB.
+    expect(external() - before).toBeGreaterThan((1 << 30) - (1 << 20));
   });
 });
 
