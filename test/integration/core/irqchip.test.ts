@@ -172,10 +172,10 @@ describe('exits KVM forwards to JavaScript', () => {
       await new Promise((r) => setTimeout(r, 100)); // the guest halts in the kernel, waiting
       expect(vm.irqLine(5, true)).toBeGreaterThan(0);
       const exit = await run;
-      if (probeKvm().vendorModule === 'kvm_pvm') {
-        // Seen on PVM: the interrupt is delivered (the handler ran to its hlt)
-        // but the EOI of a user-space IOAPIC's vector never exits.
-        expect(exit.reason).toBe('intr');
+      if (probeKvm().vendorModule === 'kvm_pvm' && exit.reason === 'intr') {
+        // Seen on PVM, in most runs but not all: the interrupt is delivered
+        // (the handler ran to its hlt) but the EOI of a user-space IOAPIC's
+        // vector does not exit.
         expect(vcpu.getRegs().rip).toBe(0x110bn);
         return;
       }
