@@ -22,6 +22,19 @@ namespace {
 std::mutex gCoresMu;
 std::unordered_map<uint64_t, VcpuCore*> gCores;
 uint64_t gNextHandle = 1;
+
+// Busy-waits up to ns for done(); true when it came. The clock is read
+// every 64 rounds, and no PAUSE: under a hypervisor (this host is one)
+// pause-loop exiting hands the CPU away and costs far more than the wait.
+template <class Done>
+bool SpinFor(int64_t ns, Done done) {
+  int64_t until = MonotonicNs() + ns;
+  for (unsigned i = 1;; i++) {
+    if (done()) return true;
+    if (i % 64 == 0 && MonotonicNs() >= until) return false;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+}
 }  // namespace
 
 VcpuCore::VcpuCore(UniqueFd fd, void* run, size_t runSize)
@@ -137,15 +150,12 @@ Napi::Value VcpuCore::StartAsync(Napi::Env env, int64_t spinNs) {
   if (spinNs > 0) {
     // A sleeping vCPU thread takes a while to wake: wait longer for it
     // rather than add a second wake-up (this thread's) on top.
-    int64_t until = MonotonicNs() + (wake ? 4 * spinNs : spinNs);
-    for (unsigned i = 1;; i++) {
-      if (handOver_.load(std::memory_order_acquire) == kDone) return Settle(env, ret_, err_);
-      if (i % 64 == 0 && MonotonicNs() >= until) break;
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    }
+    bool done = SpinFor(wake ? 4 * spinNs : spinNs, [this] { return handOver_.load(std::memory_order_acquire) == kDone; });
     int expected = kWaiting;
-    if (!handOver_.compare_exchange_strong(expected, kPosted, std::memory_order_acq_rel)) {
-      return Settle(env, ret_, err_);  // done just now
+    // Not done in time: post it, unless it got done just now.
+    if (done || !handOver_.compare_exchange_strong(expected, kPosted, std::memory_order_acq_rel)) {
+      EndAsync();
+      return Outcome(env, ret_, err_);
     }
   }
   deferred_.emplace(Napi::Promise::Deferred::New(env));
@@ -153,10 +163,9 @@ Napi::Value VcpuCore::StartAsync(Napi::Env env, int64_t spinNs) {
   return deferred_->Promise();
 }
 
-// The result of a run handed over while JS waited: what Finish() would
-// resolve or reject the promise with.
-Napi::Value VcpuCore::Settle(Napi::Env env, int ret, int err) {
-  EndAsync();
+// What a finished run gives JavaScript: its exit reason, or (thrown) the
+// error its promise rejects with.
+Napi::Value VcpuCore::Outcome(Napi::Env env, int ret, int err) {
   if (closed()) throw SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran");
   if (ret < 0 && err != EINTR) throw SysError(env, err, "KVM_RUN");
   return Napi::Number::New(env, run()->exit_reason);
@@ -208,11 +217,7 @@ void VcpuCore::WorkerLoop() {
     int64_t spin = spinNs_.load(std::memory_order_relaxed);
     if (spin > 0) {
       // Longer than JS spins: its side may take a turn of the event loop.
-      int64_t until = MonotonicNs() + 2 * spin;
-      for (unsigned i = 1; !requested_.load(std::memory_order_acquire) && !stop_.load(std::memory_order_relaxed); i++) {
-        if (i % 64 == 0 && MonotonicNs() >= until) break;
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-      }
+      SpinFor(2 * spin, [this] { return requested_.load(std::memory_order_acquire) || stop_.load(std::memory_order_relaxed); });
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -251,12 +256,12 @@ void VcpuCore::Finish(Napi::Env env, int ret, int err) {
   if (collected_) {
     // Garbage-collected with the run in flight: no one can see a rejection.
     d.Resolve(Napi::Number::New(env, -1));
-  } else if (closed()) {
-    d.Reject(SysError(env, EBADF, "KVM_RUN", "the vCPU was closed while it ran").Value());
-  } else if (ret < 0 && err != EINTR) {
-    d.Reject(SysError(env, err, "KVM_RUN").Value());
-  } else {
-    d.Resolve(Napi::Number::New(env, run()->exit_reason));
+    return;
+  }
+  try {
+    d.Resolve(Outcome(env, ret, err));
+  } catch (const Napi::Error& e) {
+    d.Reject(e.Value());
   }
 }
 

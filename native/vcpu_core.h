@@ -85,7 +85,7 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   // The JS side of an async run is over: its result reached JavaScript.
   void EndAsync();
   void Finish(Napi::Env env, int ret, int err);
-  Napi::Value Settle(Napi::Env env, int ret, int err);
+  Napi::Value Outcome(Napi::Env env, int ret, int err);
 
   UniqueFd fd_;
   DirtyRing dirtyRing_;
