@@ -24,15 +24,30 @@ std::atomic<double> gMaxView{4294967296.0};
 
 // The addon's live mappings by start address, so that GuestMemory.from()
 // of a view into one shares its pages instead of borrowing them blindly.
+// A mapping leaves it as it dies (its last holder may be a buffer whose
+// finalizer runs only when the event loop turns: a synchronous loop of
+// allocate/close must not make every registration slower).
 std::mutex gMappingsMu;
 std::map<uintptr_t, std::weak_ptr<Mapping>> gMappings;
 
-void RegisterMapping(const std::shared_ptr<Mapping>& m) {
-  std::lock_guard<std::mutex> lock(gMappingsMu);
-  for (auto it = gMappings.begin(); it != gMappings.end();) {
-    it = it->second.expired() ? gMappings.erase(it) : std::next(it);
+// Leaves the registry before ~Mapping unmaps, so an address is never
+// registered twice.
+class RegisteredMapping : public Mapping {
+ public:
+  using Mapping::Mapping;
+  RegisteredMapping(const RegisteredMapping&) = delete;
+  RegisteredMapping& operator=(const RegisteredMapping&) = delete;
+  ~RegisteredMapping() {
+    std::lock_guard<std::mutex> lock(gMappingsMu);
+    gMappings.erase(reinterpret_cast<uintptr_t>(data()));
   }
-  gMappings[reinterpret_cast<uintptr_t>(m->data())] = m;
+};
+
+std::shared_ptr<Mapping> NewMapping(uint8_t* base, size_t size) {
+  std::shared_ptr<Mapping> m = std::make_shared<RegisteredMapping>(base, size);
+  std::lock_guard<std::mutex> lock(gMappingsMu);
+  gMappings[reinterpret_cast<uintptr_t>(base)] = m;
+  return m;
 }
 
 std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
@@ -124,8 +139,7 @@ void Memory::InitHugetlb(Napi::Env env, size_t size) {
 void Memory::SetMaxView(double bytes) { gMaxView = bytes; }
 
 void Memory::Adopt(Napi::Env, uint8_t* base, size_t size) {
-  mapping_ = std::make_shared<Mapping>(base, size);
-  RegisterMapping(mapping_);
+  mapping_ = NewMapping(base, size);
   data_ = base;
   size_ = size;
 }
@@ -283,6 +297,11 @@ void Memory::Close(const Napi::CallbackInfo& info) {
       if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     }
     windows_.clear();
+    // The address range goes when the buffers' finalizers run, after the
+    // event loop turns; the pages go now. No slot maps them (pins is 0), and
+    // a buffer that escaped detaching (ArrayBuffer.prototype.transfer())
+    // reads zeros instead of freed memory.
+    ::madvise(data_, size_, MADV_DONTNEED);
   }
   mapping_.reset();
   buffer_.Reset();

@@ -191,9 +191,12 @@ export class GuestMemory {
   }
 
   /**
-   * Releases the memory now rather than at garbage collection; the buffer is
-   * detached. Throws a `KvmError` with code `EBUSY` while a slot maps it.
-   * Idempotent.
+   * Releases the memory now rather than at garbage collection: the buffer
+   * and every view are detached and, for memory the addon mapped, the pages
+   * are given back at once (the address range follows when the event loop
+   * next turns). A buffer moved out with `ArrayBuffer.prototype.transfer()`
+   * is not detached; it reads zeros. Throws a `KvmError` with code `EBUSY`
+   * while a slot maps it. Idempotent.
    */
   close(): void {
     this.native.close();

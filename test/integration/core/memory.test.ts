@@ -1,4 +1,5 @@
 // kvm-test: smoke
+import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { GuestMemory } from '../../../lib';
@@ -20,7 +21,40 @@ describe('addon-mapped guest memory', () => {
     // A GC may free other external memory meanwhile: the 1 GiB shows anyway.
     expect(external() - beforeBytes).toBeGreaterThan(1 << 29);
   });
+  // The buffers' finalizers (which unmap) run only when the event loop
+  // turns; close() must not leave a synchronous loop holding every page.
+  it('gives the pages back at close(), before the event loop turns', () => {
+    const mem = GuestMemory.allocate(16 << 20);
+    mem.bytes.fill(0xab);
+    const address = mem.address;
+    expect(rssAt(address)).toBeGreaterThanOrEqual(16 << 20);
+    mem.close();
+    expect(rssAt(address)).toBeLessThan(1 << 20);
+  });
+
+  // ArrayBuffer.prototype.transfer() moves the pages to a buffer close()
+  // cannot detach (Node 22 and later).
+  it.runIf(typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function')(
+    'leaves a buffer moved out with transfer() reading zeros after close(), not freed memory',
+    () => {
+      const mem = GuestMemory.allocate(1 << 20);
+      mem.bytes.fill(0xab);
+      const escaped = (mem.bytes.buffer as unknown as { transfer(): ArrayBuffer }).transfer();
+      expect(new Uint8Array(escaped)[0]).toBe(0xab);
+      mem.close();
+      expect(new Uint8Array(escaped).every((b) => b === 0)).toBe(true);
+    },
+  );
 });
+
+/** Resident bytes of the mapping that holds `address`, from /proc/self/smaps. */
+function rssAt(address: bigint): number {
+  for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-)/)) {
+    const [start, end] = block.split(' ')[0]!.split('-').map((x) => BigInt(`0x${x}`));
+    if (start! <= address && address < end!) return Number(/^Rss:\s+(\d+) kB/m.exec(block)![1]) * 1024;
+  }
+  return 0;
+}
 
 describe('caller-owned guest memory', () => {
   it('maps a WebAssembly.Memory with no copies, and survives its growth', () => {
