@@ -49,8 +49,6 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceMethod<&Vcpu::Kick>("kick"),
                          InstanceMethod<&Vcpu::GetRegs>("getRegs"),
                          InstanceMethod<&Vcpu::SetRegs>("setRegs"),
-                         InstanceMethod<&Vcpu::GetSregs>("getSregs"),
-                         InstanceMethod<&Vcpu::SetSregs>("setSregs"),
                          InstanceMethod<&Vcpu::SetCpuid>("setCpuid"),
                          InstanceMethod<&Vcpu::Translate>("translate"),
                          InstanceMethod<&Vcpu::SetGuestDebug>("setGuestDebug"),
@@ -76,8 +74,6 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceMethod<&Vcpu::EnableCap>("enableCap"),
                          InstanceMethod<&Vcpu::SetSyncRegs>("setSyncRegs"),
                          InstanceMethod<&Vcpu::CompletePendingIo>("completePendingIo"),
-                         InstanceMethod<&Vcpu::GetSynced>("getSynced"),
-                         InstanceMethod<&Vcpu::SetSynced>("setSynced"),
                          InstanceMethod<&Vcpu::HarvestDirtyRing>("harvestDirtyRing"),  // rings.cc
                      });
 }
@@ -178,45 +174,27 @@ Napi::Value Vcpu::Kick(const Napi::CallbackInfo& info) {
 
 // getRegs(into): KVM_GET_REGS straight into a BigUint64Array of 18 words
 // (kvm_regs' order); TypeScript names them, far faster than N-API can.
-void Vcpu::GetRegs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+namespace {
+kvm_regs* RegsWords(Napi::Env env, const Napi::Value& v, const char* name) {
   static_assert(sizeof(kvm_regs) == 18 * sizeof(uint64_t), "kvm_regs is 18 u64s");
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() != 18) {
-    throw ArgTypeError(env, "into", "a BigUint64Array of 18 elements");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+      v.As<Napi::TypedArray>().ElementLength() != 18) {
+    throw ArgTypeError(env, name, "a BigUint64Array of 18 elements");
   }
-  auto words = info[0].As<Napi::BigUint64Array>();
-  CheckedIoctl(env, Fd("KVM_GET_REGS"), NODEKVM_IOCTL(KVM_GET_REGS), reinterpret_cast<kvm_regs*>(words.Data()));
+  return reinterpret_cast<kvm_regs*>(v.As<Napi::BigUint64Array>().Data());
+}
+}  // namespace
+
+// getRegs(into) / setRegs(words): KVM_GET_REGS / KVM_SET_REGS through 18
+// words that TypeScript names (cheaper than building objects here).
+void Vcpu::GetRegs(const Napi::CallbackInfo& info) {
+  kvm_regs* regs = RegsWords(info.Env(), info[0], "into");
+  CheckedIoctl(info.Env(), Fd("KVM_GET_REGS"), NODEKVM_IOCTL(KVM_GET_REGS), regs);
 }
 
-// Fields left out keep their current values.
 void Vcpu::SetRegs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = ReadObject(info[0], "regs");
-  int fd = Fd("KVM_SET_REGS");
-  kvm_regs regs{};
-  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_REGS), &regs);
-  RegsFromJs(o, regs);
-  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_REGS), &regs);
-}
-
-Napi::Value Vcpu::GetSregs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  kvm_sregs s{};
-  CheckedIoctl(env, Fd("KVM_GET_SREGS"), NODEKVM_IOCTL(KVM_GET_SREGS), &s);
-  return SregsToJs(env, s);
-}
-
-// Like setRegs, a partial object updates only what it names, down to
-// single segment fields.
-void Vcpu::SetSregs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = ReadObject(info[0], "sregs");
-  int fd = Fd("KVM_SET_SREGS");
-  kvm_sregs s{};
-  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_SREGS), &s);
-  SregsFromJs(o, s);
-  CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_SREGS), &s);
+  kvm_regs regs = *RegsWords(info.Env(), info[0], "words");
+  CheckedIoctl(info.Env(), Fd("KVM_SET_REGS"), NODEKVM_IOCTL(KVM_SET_REGS), &regs);
 }
 
 // setCpuid(entries): KVM_SET_CPUID2 with objects shaped like
@@ -460,47 +438,6 @@ void Vcpu::CompletePendingIo(const Napi::CallbackInfo& info) {
 void Vcpu::SetSyncRegs(const Napi::CallbackInfo& info) {
   Fd("KVM_RUN");
   core_->run()->kvm_valid_regs = static_cast<__u64>(ReadInt(info[0], "mask", 0, KVM_SYNC_X86_VALID_FIELDS));
-}
-
-// getSynced(kind): what the last exit left in kvm_run.s.regs.
-Napi::Value Vcpu::GetSynced(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string kind = ReadPath(info[0], "kind");
-  Fd("KVM_RUN");
-  kvm_sync_regs& sync = core_->run()->s.regs;
-  if (kind == "sregs") return SregsToJs(env, sync.sregs);
-  if (kind == "events") {
-    Napi::Uint8Array out = Napi::Uint8Array::New(env, sizeof(sync.events));
-    std::memcpy(out.Data(), &sync.events, sizeof(sync.events));
-    return out;
-  }
-  throw ArgValueError(env, "kind", "must be regs, sregs or events");
-}
-
-// setSynced(kind, value): writes kvm_run.s.regs and marks it dirty, so the
-// next KVM_RUN loads it (a partial regs/sregs object updates what it names).
-void Vcpu::SetSynced(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string kind = ReadPath(info[0], "kind");
-  Fd("KVM_RUN");
-  kvm_run* run = core_->run();
-  kvm_sync_regs& sync = run->s.regs;
-  if (kind == "regs") {
-    RegsFromJs(ReadObject(info[1], "regs"), sync.regs);
-    run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
-  } else if (kind == "sregs") {
-    SregsFromJs(ReadObject(info[1], "sregs"), sync.sregs);
-    run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
-  } else if (kind == "events") {
-    Napi::Uint8Array bytes = ReadBytes(info[1], "events");
-    if (bytes.ByteLength() != sizeof(sync.events)) {
-      throw OutOfRangeError(env, "events.byteLength", std::to_string(sizeof(sync.events)));
-    }
-    std::memcpy(&sync.events, bytes.Data(), sizeof(sync.events));
-    run->kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
-  } else {
-    throw ArgValueError(env, "kind", "must be regs, sregs or events");
-  }
 }
 
 }  // namespace nodekvm

@@ -29,8 +29,6 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   Napi::Value Kick(const Napi::CallbackInfo& info);
   void GetRegs(const Napi::CallbackInfo& info);
   void SetRegs(const Napi::CallbackInfo& info);
-  Napi::Value GetSregs(const Napi::CallbackInfo& info);
-  void SetSregs(const Napi::CallbackInfo& info);
   void SetCpuid(const Napi::CallbackInfo& info);
   Napi::Value Translate(const Napi::CallbackInfo& info);
   void SetGuestDebug(const Napi::CallbackInfo& info);
@@ -56,8 +54,6 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   size_t XsaveSize();
   void SetSyncRegs(const Napi::CallbackInfo& info);
   void CompletePendingIo(const Napi::CallbackInfo& info);
-  Napi::Value GetSynced(const Napi::CallbackInfo& info);
-  void SetSynced(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VcpuCore> core_;

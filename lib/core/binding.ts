@@ -112,11 +112,6 @@ export interface NativeVcpu {
   enableCap(cap: number, args: bigint[]): number;
   setSyncRegs(mask: number): void;
   completePendingIo(): void;
-  getSynced(kind: 'sregs'): import('./regs').Sregs;
-  getSynced(kind: 'events'): Uint8Array;
-  setSynced(kind: 'regs', regs: object): void;
-  setSynced(kind: 'sregs', sregs: object): void;
-  setSynced(kind: 'events', bytes: Uint8Array): void;
   readonly runBuffer: ArrayBuffer;
   run(timeoutMs?: number): number;
   /** The exit reason when it came within spinUs, else a Promise of it (-1: collected). */
@@ -126,9 +121,7 @@ export interface NativeVcpu {
   kick(): boolean;
   /** KVM_GET_REGS into 18 words, in kvm_regs' order. */
   getRegs(into: BigUint64Array): void;
-  setRegs(regs: Partial<import('./regs').RegsInput>): void;
-  getSregs(): import('./regs').Sregs;
-  setSregs(sregs: import('./regs').SregsInput): void;
+  setRegs(words: BigUint64Array): void;
   setCpuid(entries: import('./cpuid').CpuidEntry[]): void;
   translate(address: bigint | number): import('./vcpu').Translation;
   setGuestDebug(control: number, debugregs: bigint[]): void;

@@ -1,3 +1,4 @@
+import { binding } from './binding';
 import { outOfRange, own, validateArray, validateObject, validateU16, validateU32, validateU64, validateU8 } from './validate';
 
 /** General-purpose registers (`struct kvm_regs`); 64-bit values are bigints. */
@@ -73,6 +74,86 @@ const CONTROL_NAMES = ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase'] as
 const SEGMENT_BITS = { type: 15, present: 1, dpl: 3, db: 1, s: 1, l: 1, g: 1, avl: 1, unusable: 1 } as const;
 const SEGMENT_KEYS = ['base', 'limit', 'selector', ...Object.keys(SEGMENT_BITS)];
 const SREGS_KEYS = [...SEGMENT_NAMES, 'gdt', 'idt', ...CONTROL_NAMES, 'interruptBitmap'];
+
+type Offsets = Record<string, number>;
+const LAYOUTS = binding.stateLayouts as Record<string, Offsets>;
+const SREGS = LAYOUTS.sregs!;
+const SEG = LAYOUTS.segment!;
+const DT = LAYOUTS.dtable!;
+// Bytes of a `struct kvm_sregs`.
+const SREGS_SIZE = SREGS.size!;
+
+function segmentAt(v: DataView, o: number): Segment {
+  return {
+    base: v.getBigUint64(o + SEG.base!, true),
+    limit: v.getUint32(o + SEG.limit!, true),
+    selector: v.getUint16(o + SEG.selector!, true),
+    type: v.getUint8(o + SEG.type!),
+    present: v.getUint8(o + SEG.present!),
+    dpl: v.getUint8(o + SEG.dpl!),
+    db: v.getUint8(o + SEG.db!),
+    s: v.getUint8(o + SEG.s!),
+    l: v.getUint8(o + SEG.l!),
+    g: v.getUint8(o + SEG.g!),
+    avl: v.getUint8(o + SEG.avl!),
+    unusable: v.getUint8(o + SEG.unusable!),
+  };
+}
+
+function dtableAt(v: DataView, o: number): DescriptorTable {
+  return { base: v.getBigUint64(o + DT.base!, true), limit: v.getUint16(o + DT.limit!, true) };
+}
+
+/** @internal Decodes the `struct kvm_sregs` at byte `at` of `b`. */
+export function decodeSregs(b: Uint8Array, at = 0): Sregs {
+  const v = new DataView(b.buffer, b.byteOffset + at, SREGS_SIZE);
+  const u64 = (field: string) => v.getBigUint64(SREGS[field]!, true);
+  const bitmap = SREGS.interruptBitmap!;
+  return {
+    cs: segmentAt(v, SREGS.cs!), ds: segmentAt(v, SREGS.ds!), es: segmentAt(v, SREGS.es!),
+    fs: segmentAt(v, SREGS.fs!), gs: segmentAt(v, SREGS.gs!), ss: segmentAt(v, SREGS.ss!),
+    tr: segmentAt(v, SREGS.tr!), ldt: segmentAt(v, SREGS.ldt!),
+    gdt: dtableAt(v, SREGS.gdt!), idt: dtableAt(v, SREGS.idt!),
+    cr0: u64('cr0'), cr2: u64('cr2'), cr3: u64('cr3'), cr4: u64('cr4'), cr8: u64('cr8'),
+    efer: u64('efer'), apicBase: u64('apicBase'),
+    interruptBitmap: [
+      v.getBigUint64(bitmap, true), v.getBigUint64(bitmap + 8, true),
+      v.getBigUint64(bitmap + 16, true), v.getBigUint64(bitmap + 24, true),
+    ],
+  };
+}
+
+/**
+ * @internal Writes what `sregs` (checked by {@link validateSregs}) names
+ * over the `struct kvm_sregs` at byte `at` of `b`; the rest stays.
+ */
+export function encodeSregs(b: Uint8Array, sregs: SregsInput, at = 0): void {
+  const v = new DataView(b.buffer, b.byteOffset + at, SREGS_SIZE);
+  const s = sregs as Record<string, unknown>;
+  for (const name of SEGMENT_NAMES) {
+    const seg = s[name] as Record<string, bigint | number> | undefined;
+    if (seg === undefined) continue;
+    const o = SREGS[name]!;
+    for (const k in seg) {
+      const x = seg[k]!;
+      if (k === 'base') v.setBigUint64(o + SEG.base!, BigInt(x), true);
+      else if (k === 'limit') v.setUint32(o + SEG.limit!, Number(x), true);
+      else if (k === 'selector') v.setUint16(o + SEG.selector!, Number(x), true);
+      else v.setUint8(o + SEG[k]!, Number(x));
+    }
+  }
+  for (const name of ['gdt', 'idt'] as const) {
+    const t = s[name] as Record<string, bigint | number> | undefined;
+    if (t?.base !== undefined) v.setBigUint64(SREGS[name]! + DT.base!, BigInt(t.base), true);
+    if (t?.limit !== undefined) v.setUint16(SREGS[name]! + DT.limit!, Number(t.limit), true);
+  }
+  for (const name of CONTROL_NAMES) {
+    const x = s[name] as bigint | number | undefined;
+    if (x !== undefined) v.setBigUint64(SREGS[name]!, BigInt(x), true);
+  }
+  const bits = s.interruptBitmap as bigint[] | undefined;
+  if (bits !== undefined) bits.forEach((x, i) => v.setBigUint64(SREGS.interruptBitmap! + 8 * i, x, true));
+}
 
 /** @internal Names the 18 words of a `struct kvm_regs` that start at `words[at]`. */
 export function regsFromWords(w: BigUint64Array, at = 0): Regs {

@@ -2,12 +2,13 @@ import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
 import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
-import { regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
+import { decodeSregs, encodeSregs, regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
 import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
 import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64, validateUint8Array } from './validate';
 import { binding } from './binding';
+import { ExitReason } from './constants';
 import type { Vm } from './vm';
 import { drainCoalesced, harvestDirtyRing, harvestDirtyRingInto, type CoalescedCallback, type CoalescedWrite, type DirtyGfn } from './rings';
 
@@ -40,8 +41,14 @@ export interface GuestDebugOptions {
 const C = binding.constants as Record<string, number>;
 const RUN = binding.runLayout as Record<string, number>;
 const SYNC_REGS = RUN.syncRegs!;
+const SYNC_SREGS = RUN.syncSregs!;
+const SYNC_EVENTS = RUN.syncEvents!;
 const DIRTY_REGS = RUN.kvmDirtyRegs!;
-const SYNC_X86_REGS = 1n; // KVM_SYNC_X86_REGS
+// KVM_SYNC_X86_REGS, _SREGS, _EVENTS: kvm_run.kvm_dirty_regs bits.
+const SYNC_X86_REGS = 1n;
+const SYNC_X86_SREGS = 2n;
+const SYNC_X86_EVENTS = 4n;
+const EVENTS_SIZE = (binding.stateLayouts as Record<string, { size: number }>).events!.size;
 const DBG = {
   ENABLE: C.KVM_GUESTDBG_ENABLE ?? 1,
   SINGLESTEP: C.KVM_GUESTDBG_SINGLESTEP ?? 2,
@@ -95,8 +102,8 @@ export class Vcpu {
    */
   run(options?: RunOptions): VmExit {
     const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
-    this.native.run(timeoutMs);
-    return this.#decode();
+    const reason = this.native.run(timeoutMs);
+    return bareExit(reason) ?? this.#decode();
   }
 
   /**
@@ -181,19 +188,29 @@ export class Vcpu {
     return regsFromWords(words);
   }
 
-  /** `KVM_SET_REGS`; registers left out keep their values. */
+  /**
+   * `KVM_SET_REGS`; registers left out keep their values (read first with
+   * `KVM_GET_REGS`, unless all 18 are given).
+   */
   setRegs(regs: RegsInput): void {
-    this.native.setRegs(validateRegs(regs));
+    const valid = validateRegs(regs);
+    const words = (this.#regs ??= new BigUint64Array(18));
+    if (Object.keys(valid).length < 18) this.native.getRegs(words);
+    regsToWords(valid, words);
+    this.native.setRegs(words);
   }
 
   /** `KVM_GET_SREGS`. */
   getSregs(): Sregs {
-    return this.native.getSregs();
+    return decodeSregs(this.native.getState('sregs'));
   }
 
-  /** `KVM_SET_SREGS`; fields left out keep their values. */
+  /** `KVM_SET_SREGS`; fields left out keep their values (read first with `KVM_GET_SREGS`). */
   setSregs(sregs: SregsInput): void {
-    this.native.setSregs(validateSregs(sregs));
+    const valid = validateSregs(sregs);
+    const bytes = this.native.getState('sregs');
+    encodeSregs(bytes, valid);
+    this.native.setState('sregs', bytes);
   }
 
   /** `KVM_GET_CPUID2`: the CPUID entries this vCPU was given. */
@@ -382,26 +399,38 @@ export class Vcpu {
     return (this.#words ??= new BigUint64Array(this.native.runBuffer));
   }
 
-  /** The special registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `sregs`). */
-  syncedSregs(): Sregs {
-    return this.native.getSynced('sregs');
+  #syncBytes(what: string): Uint8Array {
+    const words = this.#syncWords(what);
+    return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   }
 
-  /** Writes special registers into `kvm_run` for the next run to load. */
+  /** The special registers KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `sregs`). */
+  syncedSregs(): Sregs {
+    return decodeSregs(this.#syncBytes('kvm_run.s.regs'), SYNC_SREGS);
+  }
+
+  /** Writes special registers into `kvm_run` for the next run to load; fields left out keep the synced values. */
   setSyncedSregs(sregs: SregsInput): void {
-    this.native.setSynced('sregs', validateSregs(sregs));
+    const valid = validateSregs(sregs);
+    encodeSregs(this.#syncBytes('kvm_run.s.regs'), valid, SYNC_SREGS);
+    const words = this.#words!;
+    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_SREGS;
   }
 
   /** The vCPU events KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `events`). */
   syncedVcpuEvents(): VcpuEvents {
-    return decodeEvents(this.native.getSynced('events'));
+    return decodeEvents(this.#syncBytes('kvm_run.s.regs').subarray(SYNC_EVENTS, SYNC_EVENTS + EVENTS_SIZE));
   }
 
   /** Writes vCPU events into `kvm_run` for the next run to load; fields left out keep the synced values. */
   setSyncedVcpuEvents(events: VcpuEventsInput): void {
-    const b = this.native.getSynced('events');
+    const run = this.#syncBytes('kvm_run.s.regs');
+    // On a copy: a bad field must leave kvm_run as it was.
+    const b = run.slice(SYNC_EVENTS, SYNC_EVENTS + EVENTS_SIZE);
     encodeEvents(b, events);
-    this.native.setSynced('events', b);
+    run.set(b, SYNC_EVENTS);
+    const words = this.#words!;
+    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_EVENTS;
   }
 
   /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
@@ -515,6 +544,15 @@ export class Vcpu {
     const bytes = this.#bytes;
     return () => decodeExit(view, bytes);
   }
+}
+
+// Exits that carry only their reason, decoded without kvm_run: a vCPU
+// that just halts never pays for the buffer over it.
+function bareExit(reason: number): VmExit | undefined {
+  if (reason === ExitReason.HLT) return { reason: 'hlt' };
+  if (reason === ExitReason.SHUTDOWN) return { reason: 'shutdown' };
+  if (reason === ExitReason.INTR) return { reason: 'intr' };
+  return undefined;
 }
 
 /** Options for {@link Vcpu.run} and {@link runUntilHalt}. */

@@ -59,7 +59,7 @@ export class Vm {
   /** @internal */
   readonly native: NativeVm;
   readonly #slots = new Map<number, MemorySlot>();
-  #generation = -1;
+  #generation = 0; // the native VM's slotGeneration: it starts with no slots
   #nextVcpuId = 0;
   #manualProtect = false;
   readonly #vcpus: Vcpu[] = [];
@@ -140,11 +140,10 @@ export class Vm {
       const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
       validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
       if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
-      this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
+      this.#addedSlot(this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset), { id, memory, offset, size, gpa, flags });
     } else {
-      this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
+      this.#addedSlot(this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset), { id, memory, offset, size, gpa, flags });
     }
-    this.#sync();
     return this.#slots.get(id)!;
   }
 
@@ -505,6 +504,17 @@ export class Vm {
 
   // The addon keeps the one record of the slots; this mirrors it whenever
   // it changed (added, moved, re-flagged, deleted, dropped by a run).
+  // When the slot just added is the only change since the last #sync(),
+  // its wrapper is made from what addSlot() knows: no native round trip.
+  #addedSlot(hva: bigint, init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number }): void {
+    if (this.native.slotGeneration !== this.#generation + 1) {
+      this.#sync();
+      return;
+    }
+    this.#slots.set(init.id, new MemorySlot(this.native, { ...init, hva }, (s) => this.#slots.delete(s.id)));
+    this.#generation++;
+  }
+
   #sync(): void {
     const generation = this.native.slotGeneration;
     if (generation === this.#generation) return;

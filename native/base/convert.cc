@@ -10,44 +10,6 @@ namespace nodekvm {
 
 namespace {
 
-using RegField = __u64 kvm_regs::*;
-const std::pair<const char*, RegField> kRegs[] = {
-    {"rax", &kvm_regs::rax}, {"rbx", &kvm_regs::rbx}, {"rcx", &kvm_regs::rcx},
-    {"rdx", &kvm_regs::rdx}, {"rsi", &kvm_regs::rsi}, {"rdi", &kvm_regs::rdi},
-    {"rsp", &kvm_regs::rsp}, {"rbp", &kvm_regs::rbp}, {"r8", &kvm_regs::r8},
-    {"r9", &kvm_regs::r9},   {"r10", &kvm_regs::r10}, {"r11", &kvm_regs::r11},
-    {"r12", &kvm_regs::r12}, {"r13", &kvm_regs::r13}, {"r14", &kvm_regs::r14},
-    {"r15", &kvm_regs::r15}, {"rip", &kvm_regs::rip}, {"rflags", &kvm_regs::rflags},
-};
-
-using SegField = kvm_segment kvm_sregs::*;
-const std::pair<const char*, SegField> kSegments[] = {
-    {"cs", &kvm_sregs::cs}, {"ds", &kvm_sregs::ds}, {"es", &kvm_sregs::es},
-    {"fs", &kvm_sregs::fs}, {"gs", &kvm_sregs::gs}, {"ss", &kvm_sregs::ss},
-    {"tr", &kvm_sregs::tr}, {"ldt", &kvm_sregs::ldt},
-};
-
-// Each bit field with the largest value it holds.
-struct SegmentBit {
-  const char* name;
-  __u8 kvm_segment::*field;
-  int max;
-};
-const SegmentBit kSegmentBits[] = {
-    {"type", &kvm_segment::type, 15}, {"present", &kvm_segment::present, 1},
-    {"dpl", &kvm_segment::dpl, 3},    {"db", &kvm_segment::db, 1},
-    {"s", &kvm_segment::s, 1},        {"l", &kvm_segment::l, 1},
-    {"g", &kvm_segment::g, 1},        {"avl", &kvm_segment::avl, 1},
-    {"unusable", &kvm_segment::unusable, 1},
-};
-
-using CrField = __u64 kvm_sregs::*;
-const std::pair<const char*, CrField> kControl[] = {
-    {"cr0", &kvm_sregs::cr0}, {"cr2", &kvm_sregs::cr2},   {"cr3", &kvm_sregs::cr3},
-    {"cr4", &kvm_sregs::cr4}, {"cr8", &kvm_sregs::cr8},   {"efer", &kvm_sregs::efer},
-    {"apicBase", &kvm_sregs::apic_base},
-};
-
 using CpuidField = __u32 kvm_cpuid_entry2::*;
 const std::pair<const char*, CpuidField> kCpuid[] = {
     {"function", &kvm_cpuid_entry2::function}, {"index", &kvm_cpuid_entry2::index},
@@ -58,73 +20,7 @@ const std::pair<const char*, CpuidField> kCpuid[] = {
 
 Napi::BigInt U64(Napi::Env env, uint64_t v) { return Napi::BigInt::New(env, v); }
 
-Napi::Object SegmentToJs(Napi::Env env, const kvm_segment& s) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("base", U64(env, s.base));
-  o.Set("limit", Napi::Number::New(env, s.limit));
-  o.Set("selector", Napi::Number::New(env, s.selector));
-  for (const auto& bit : kSegmentBits) o.Set(bit.name, Napi::Number::New(env, s.*bit.field));
-  return o;
-}
-
-void SegmentFromJs(const Napi::Object& o, kvm_segment& s, const std::string& name) {
-  if (o.Has("base")) s.base = ReadU64(o.Get("base"), name + ".base");
-  if (o.Has("limit")) s.limit = ReadU32(o.Get("limit"), name + ".limit");
-  if (o.Has("selector")) s.selector = static_cast<__u16>(ReadInt(o.Get("selector"), name + ".selector", 0, 0xffff));
-  for (const auto& bit : kSegmentBits) {
-    if (o.Has(bit.name)) s.*bit.field = static_cast<__u8>(ReadInt(o.Get(bit.name), name + "." + bit.name, 0, bit.max));
-  }
-}
-
-Napi::Object DtableToJs(Napi::Env env, const kvm_dtable& t) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("base", U64(env, t.base));
-  o.Set("limit", Napi::Number::New(env, t.limit));
-  return o;
-}
-
-void DtableFromJs(const Napi::Object& o, kvm_dtable& t, const std::string& name) {
-  if (o.Has("base")) t.base = ReadU64(o.Get("base"), name + ".base");
-  if (o.Has("limit")) t.limit = static_cast<__u16>(ReadInt(o.Get("limit"), name + ".limit", 0, 0xffff));
-}
-
 }  // namespace
-
-void RegsFromJs(const Napi::Object& o, kvm_regs& r) {
-  for (const auto& [name, field] : kRegs) {
-    if (o.Has(name)) r.*field = ReadU64(o.Get(name), std::string("regs.") + name);
-  }
-}
-
-Napi::Object SregsToJs(Napi::Env env, const kvm_sregs& s) {
-  Napi::Object o = Napi::Object::New(env);
-  for (const auto& [name, field] : kSegments) o.Set(name, SegmentToJs(env, s.*field));
-  o.Set("gdt", DtableToJs(env, s.gdt));
-  o.Set("idt", DtableToJs(env, s.idt));
-  for (const auto& [name, field] : kControl) o.Set(name, U64(env, s.*field));
-  Napi::Array bitmap = Napi::Array::New(env, 4);
-  for (uint32_t i = 0; i < 4; i++) bitmap.Set(i, U64(env, s.interrupt_bitmap[i]));
-  o.Set("interruptBitmap", bitmap);
-  return o;
-}
-
-void SregsFromJs(const Napi::Object& o, kvm_sregs& s) {
-  for (const auto& [name, field] : kSegments) {
-    std::string n = std::string("sregs.") + name;
-    if (o.Has(name)) SegmentFromJs(ReadObject(o.Get(name), n), s.*field, n);
-  }
-  if (o.Has("gdt")) DtableFromJs(ReadObject(o.Get("gdt"), "sregs.gdt"), s.gdt, "sregs.gdt");
-  if (o.Has("idt")) DtableFromJs(ReadObject(o.Get("idt"), "sregs.idt"), s.idt, "sregs.idt");
-  for (const auto& [name, field] : kControl) {
-    if (o.Has(name)) s.*field = ReadU64(o.Get(name), std::string("sregs.") + name);
-  }
-  if (o.Has("interruptBitmap")) {
-    Napi::Array bitmap = ReadArray(o.Get("interruptBitmap"), "sregs.interruptBitmap", 4);
-    for (uint32_t i = 0; i < bitmap.Length(); i++) {
-      s.interrupt_bitmap[i] = ReadU64(bitmap.Get(i), "sregs.interruptBitmap[" + std::to_string(i) + "]");
-    }
-  }
-}
 
 Napi::Object CpuidEntryToJs(Napi::Env env, const kvm_cpuid_entry2& e) {
   Napi::Object o = Napi::Object::New(env);
@@ -226,6 +122,8 @@ Napi::Object RunLayout(Napi::Env env) {
   set("exitUnion", offsetof(kvm_run, hw));
   set("kvmDirtyRegs", offsetof(kvm_run, kvm_dirty_regs));
   set("syncRegs", offsetof(kvm_run, s.regs.regs));  // kvm_regs: 18 u64s
+  set("syncSregs", offsetof(kvm_run, s.regs.sregs));
+  set("syncEvents", offsetof(kvm_run, s.regs.events));
   set("readyForInterruptInjection", offsetof(kvm_run, ready_for_interrupt_injection));
   set("ifFlag", offsetof(kvm_run, if_flag));
   set("cr8", offsetof(kvm_run, cr8));

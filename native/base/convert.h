@@ -1,5 +1,5 @@
-// Kernel structs <-> JavaScript objects, in one place. Setters read only
-// the fields an object has (a partial object updates just those).
+// Kernel structs <-> JavaScript objects, in one place. (Registers and the
+// vCPU state structs are decoded in TypeScript from their bytes.)
 #pragma once
 
 #include <linux/kvm.h>
@@ -8,11 +8,6 @@
 #include "flex.h"
 
 namespace nodekvm {
-
-void RegsFromJs(const Napi::Object& o, kvm_regs& r);
-
-Napi::Object SregsToJs(Napi::Env env, const kvm_sregs& s);
-void SregsFromJs(const Napi::Object& o, kvm_sregs& s);
 
 Napi::Object CpuidEntryToJs(Napi::Env env, const kvm_cpuid_entry2& e);
 void CpuidEntryFromJs(const Napi::Object& o, kvm_cpuid_entry2& e, uint32_t index);
