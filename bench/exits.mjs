@@ -68,6 +68,10 @@ async function ioExitsAsync(vcpu, n) {
   return us / n;
 }
 
+// bench/exits.c's real_mode_at_code() zeroes every general register, then
+// sets rip and rflags: all 18 named, so setRegs() needs no KVM_GET_REGS.
+const REGS = { rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rsp: 0, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0, r12: 0, r13: 0, r14: 0, r15: 0, rip: 0x1000, rflags: 2 };
+
 // The ioctls of bench/exits.c's lifecycle, through the public API: no TSS
 // or identity map (createVm's default adds them for Intel's real mode).
 function lifecycles(n) {
@@ -81,7 +85,7 @@ function lifecycles(n) {
       vm.addSlot({ guestPhysAddr: 0, memory });
       const vcpu = vm.createVcpu();
       vcpu.setSregs({ cs: { base: 0, selector: 0 } });
-      vcpu.setRegs({ rip: 0x1000, rflags: 2 });
+      vcpu.setRegs(REGS);
       const exit = vcpu.run();
       if (exit.reason !== 'hlt') throw unexpected(exit);
       vm.close();
