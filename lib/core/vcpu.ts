@@ -1,6 +1,6 @@
 import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
-import { decodeExit, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
+import { decodeRun, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
 import { decodeSregs, encodeSregs, regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
@@ -531,18 +531,21 @@ export class Vcpu {
   }
 
   #decode(): VmExit {
-    return this.#decoder()();
+    if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
+    return decodeRun(this.#view!, this.#bytes!);
   }
 
   #decoder(): () => VmExit {
-    if (this.#view === undefined || this.#bytes === undefined) {
-      const buffer = this.native.runBuffer;
-      this.#view = new DataView(buffer);
-      this.#bytes = new Uint8Array(buffer);
-    }
-    const view = this.#view;
-    const bytes = this.#bytes;
-    return () => decodeExit(view, bytes);
+    if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
+    const view = this.#view!;
+    const bytes = this.#bytes!;
+    return () => decodeRun(view, bytes);
+  }
+
+  #mapRun(): void {
+    const buffer = this.native.runBuffer;
+    this.#view = new DataView(buffer);
+    this.#bytes = new Uint8Array(buffer);
   }
 }
 

@@ -57,6 +57,12 @@ describe('decodeExit', () => {
     w.view.setUint8(off('mmioIsWrite'), 1);
     w.view.setUint32(off('mmioData'), 0xdeadbeef, true);
     expect(decodeExit(w.view, w.bytes)).toMatchObject({ reason: 'mmio', address: 0xfee00000n, length: 4, isWrite: true, value: 0xdeadbeefn });
+    // Every width, little-endian: 1, 2 and 8 bytes (the top bit set in the last).
+    for (const [length, value] of [[1, 0xa5n], [2, 0xbeefn], [8, 0xf1e2d3c4b5a69788n]] as const) {
+      w.view.setUint32(off('mmioLen'), length, true);
+      w.view.setBigUint64(off('mmioData'), value, true);
+      expect(decodeExit(w.view, w.bytes)).toMatchObject({ length, value });
+    }
 
     const r = runArea(ExitReason.MMIO);
     r.view.setUint32(off('mmioLen'), 8, true);
