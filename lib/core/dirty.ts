@@ -1,6 +1,9 @@
 import { outOfRange, validateInstance, validateInteger, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
 
 /** A slot's dirty bitmap: bit i set means page `baseGfn + i` was written. */
+/** @internal Passed by code that built a DirtyLog's arguments itself. */
+export const CHECKED: unique symbol = Symbol('checked');
+
 export class DirtyLog {
   /** Slot id. */
   readonly slot: number;
@@ -10,7 +13,16 @@ export class DirtyLog {
   readonly bitmap: Uint8Array;
 
   /** @internal */
-  constructor(slot: number, baseGfn: bigint, npages: number, bitmap: Uint8Array) {
+  constructor(slot: number, baseGfn: bigint, npages: number, bitmap: Uint8Array, checked?: typeof CHECKED) {
+    if (checked === CHECKED) {
+      // From MemorySlot.getDirtyLog(): its own, right-sized values (a dirty
+      // log is read in a loop; the checks cost as much as the ioctl's wrapper).
+      this.slot = slot;
+      this.baseGfn = baseGfn;
+      this.npages = npages;
+      this.bitmap = bitmap;
+      return;
+    }
     this.slot = validateU32(slot, 'slot');
     this.baseGfn = validateU64(baseGfn, 'baseGfn');
     this.npages = validateLength(npages, 'npages');

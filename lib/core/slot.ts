@@ -1,6 +1,6 @@
 import type { NativeVm } from './binding';
 import { MemFlag } from './constants';
-import { DirtyLog } from './dirty';
+import { CHECKED, DirtyLog } from './dirty';
 import { argError, KvmError } from './errors';
 import { constants } from 'node:os';
 import { invalidArgValue, outOfRange, validateAligned, validateInstance, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
@@ -143,7 +143,7 @@ export class MemorySlot {
     if (!(this.#flags & MemFlag.LOG_DIRTY_PAGES)) {
       throw argError(`slot ${this.id} does not log dirty pages; add MemFlag.LOG_DIRTY_PAGES with setFlags()`);
     }
-    const bytes = DirtyLog.bytesFor(this.npages);
+    const bytes = Math.ceil(this.npages / 64) * 8; // DirtyLog.bytesFor()
     let bitmap: Uint8Array;
     if (into === undefined) {
       // KVM writes every byte of the bitmap: no need to zero it first.
@@ -153,10 +153,10 @@ export class MemorySlot {
       // A caller's buffer, reused from call to call: no allocation per read.
       validateUint8Array(into, 'into');
       if (into.byteLength < bytes) throw outOfRange('into.byteLength', `>= ${bytes} (DirtyLog.bytesFor(npages))`, into.byteLength);
-      bitmap = into.subarray(0, bytes);
+      bitmap = into.byteLength === bytes ? into : into.subarray(0, bytes);
     }
     this.#vm.getDirtyLog(this.id, bitmap);
-    return new DirtyLog(this.id, this.baseGfn, this.npages, bitmap);
+    return new DirtyLog(this.id, this.baseGfn, this.npages, bitmap, CHECKED);
   }
 
   /**
