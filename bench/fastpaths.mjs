@@ -21,7 +21,11 @@ function registerExits(vcpu, n, synced) {
     if (exit.reason === 'io' && exit.port === PORT) {
       exits++;
       if (synced) vcpu.setSyncedRegs({ rbx: vcpu.syncedRegs().rbx + 1n });
-      else vcpu.setRegs({ rbx: vcpu.getRegs().rbx + 1n });
+      else {
+        const regs = vcpu.getRegs();
+        regs.rbx += 1n;
+        vcpu.setRegs(regs); // all 18 named: no second KVM_GET_REGS
+      }
     } else if (exit.reason === 'hlt') break;
     else if (exit.reason !== 'intr') throw unexpected(exit);
   }

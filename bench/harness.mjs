@@ -20,10 +20,11 @@ function envNumber(name, fallback) {
 }
 
 // The host has 2 cores and noisy neighbours (rounds of one figure differ by
-// up to 30% on an idle machine): many rounds, medians; about 50 s in all.
-// Everything is slower under TCG, so the sandbox does fewer, shorter rounds.
-export const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', inSandbox ? 5 : 9));
-export const ROUND_MS = envNumber('BENCH_ROUND_MS', inSandbox ? 150 : 250);
+// up to 30% on an idle machine, drifting over seconds): many short rounds,
+// each node-kvm round compared with the C round just before it; about 50 s
+// in all. Everything is slower under TCG: fewer, longer rounds there.
+export const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', inSandbox ? 5 : 21));
+export const ROUND_MS = envNumber('BENCH_ROUND_MS', inSandbox ? 150 : 100);
 
 /** Microseconds since `t0` (a `process.hrtime.bigint()`). */
 export const usSince = (t0) => Number(process.hrtime.bigint() - t0) / 1e3;
@@ -49,10 +50,14 @@ export function cProgram(program, mode, code) {
   };
 }
 
-const median = (xs) => {
+// The q-quantile of xs, interpolated between neighbours.
+const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (at - lo);
 };
+const median = (xs) => quantile(xs, 0.5);
 
 /**
  * Runs a row: `c(n)` and `js(n)` each do n operations and return
@@ -61,7 +66,9 @@ const median = (xs) => {
  * operations: each round builds a fresh guest, whose first KVM_RUN costs
  * more, up to 1 ms in the sandbox); one more JS round at that size is
  * thrown away (optimised code for the real loop); then ROUNDS rounds
- * alternate C and node-kvm, so that both see the same noise.
+ * alternate C and node-kvm, so that both see the same noise. The ratio is
+ * the median of each round's node-kvm / C (a pair run back to back shares
+ * the machine's state of the moment), with its quartiles as the spread.
  */
 export async function compare({ c, js, warmup, min = 50 }) {
   await js(warmup);
@@ -72,7 +79,20 @@ export async function compare({ c, js, warmup, min = 50 }) {
   const jsRounds = [];
   for (let r = 0; r < ROUNDS; r++) {
     cRounds.push(c(n.c));
+    // A turn of the event loop, as a program has between bursts: buffers'
+    // finalizers run there (unmapping closed memory), as the C program's
+    // memory goes when it exits.
+    await new Promise((resolve) => setImmediate(resolve));
     jsRounds.push(await js(n.js));
   }
-  return { n, c: median(cRounds), js: median(jsRounds), cRounds, jsRounds };
+  const ratios = jsRounds.map((js, i) => js / cRounds[i]);
+  return {
+    n,
+    c: median(cRounds),
+    js: median(jsRounds),
+    ratio: median(ratios),
+    spread: [quantile(ratios, 0.25), quantile(ratios, 0.75)],
+    cRounds,
+    jsRounds,
+  };
 }

@@ -5,39 +5,40 @@ const num = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed
 
 // `x` is the sign of a factor: "x" in the terminal, "×" in Markdown.
 function cells(row, x) {
-  if (row.skipped) return { c: '—', js: '—', ratio: '—', note: `skipped: ${row.skipped}` };
+  if (row.skipped) return { c: '—', js: '—', ratio: '—', spread: '', note: `skipped: ${row.skipped}` };
   const times = (f) => `${f.toFixed(2)}${x}`;
   const note = row.speedup ? `vs ${row.speedup.versus}: C ${times(row.speedup.c)} faster, node-kvm ${times(row.speedup.js)}` : '';
-  return { c: num(row.c), js: num(row.js), ratio: times(row.ratio), note };
+  const spread = row.spread ? `${row.spread[0].toFixed(2)}-${row.spread[1].toFixed(2)}` : '';
+  return { c: num(row.c), js: num(row.js), ratio: times(row.ratio), spread, note };
 }
 
 export function header(r) {
   const where = r.target === 'sandbox' ? 'in the sandbox (nested KVM under TCG)' : "on the host's KVM";
   const load = `${r.target === 'sandbox' ? 'host ' : ''}load ${r.load.toFixed(2)} at start (${r.idle ? 'looks idle' : 'busy: expect noise'})`;
-  return `KVM: ${r.kvm}, ${where}; ${load}, ${r.cpus} CPU${r.cpus === 1 ? '' : 's'}, Node ${r.node}; medians of ${r.rounds} interleaved rounds of ~${r.roundMs} ms`;
+  return `KVM: ${r.kvm}, ${where}; ${load}, ${r.cpus} CPU${r.cpus === 1 ? '' : 's'}, Node ${r.node}; ${r.rounds} interleaved rounds of ~${r.roundMs} ms; each side's median, the median of the rounds' ratios and their quartiles (spread)`;
 }
 
 export function formatTable(r) {
   const w = Math.max(...r.rows.map((row) => row.name.length));
-  const line = (name, c, js, ratio, goal, note = '') =>
-    `${name.padEnd(w)}  ${c.padStart(8)}  ${js.padStart(11)}  ${ratio.padStart(6)}  ${goal.padEnd(16)} ${note}`.trimEnd();
-  const out = [header(r), line('figure', 'C µs', 'node-kvm µs', 'ratio', 'goal')];
+  const line = (name, c, js, ratio, spread, goal, note = '') =>
+    `${name.padEnd(w)}  ${c.padStart(8)}  ${js.padStart(11)}  ${ratio.padStart(6)}  ${spread.padEnd(9)}  ${goal.padEnd(16)} ${note}`.trimEnd();
+  const out = [header(r), line('figure', 'C µs', 'node-kvm µs', 'ratio', 'spread', 'goal')];
   for (const row of r.rows) {
     if (row.section) out.push(row.section);
     const x = cells(row, 'x');
     const goal = row.goal === null || row.skipped ? '—' : `<= ${row.goal} ${row.ratio <= row.goal ? 'met' : 'NOT met'}`;
-    out.push(line(row.name, x.c, x.js, x.ratio, goal, x.note));
+    out.push(line(row.name, x.c, x.js, x.ratio, x.spread, goal, x.note));
   }
   return out.join('\n');
 }
 
 export function formatMarkdown(r) {
-  const out = [header(r), '', '| figure | C µs | node-kvm µs | ratio | goal | |', '| --- | --- | --- | --- | --- | --- |'];
+  const out = [header(r), '', '| figure | C µs | node-kvm µs | ratio | spread | goal | |', '| --- | --- | --- | --- | --- | --- | --- |'];
   for (const row of r.rows) {
-    if (row.section) out.push(`| *${row.section}* | | | | | |`);
+    if (row.section) out.push(`| *${row.section}* | | | | | | |`);
     const x = cells(row, '×');
     const goal = row.goal === null || row.skipped ? '—' : `≤ ${row.goal}`;
-    out.push(`| ${row.name.trim()} | ${x.c} | ${x.js} | ${x.ratio} | ${goal} | ${x.note} |`);
+    out.push(`| ${row.name.trim()} | ${x.c} | ${x.js} | ${x.ratio} | ${x.spread} | ${goal} | ${x.note} |`);
   }
   return out.join('\n');
 }

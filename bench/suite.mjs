@@ -34,7 +34,7 @@ for (const row of plan) {
   }
   process.stderr.write(`${name.trim()}: `);
   const m = await compare(row);
-  Object.assign(entry, m, { ratio: m.js / m.c });
+  Object.assign(entry, m);
   process.stderr.write(`C ${m.c.toFixed(2)} µs (n=${m.n.c}), node-kvm ${m.js.toFixed(2)} µs (n=${m.n.js})\n`);
 }
 await closeWorker();
