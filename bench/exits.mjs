@@ -74,7 +74,7 @@ const REGS = { rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rsp: 0, rbp: 0, r
 
 // The ioctls of bench/exits.c's lifecycle, through the public API: no TSS
 // or identity map (createVm's default adds them for Intel's real mode).
-function lifecycles(n) {
+export function lifecycles(n) {
   const kvm = Kvm.open();
   try {
     const t0 = now();

@@ -1,0 +1,113 @@
+// `node bench/parts.mjs`: where the gap between node-kvm and C goes, for the
+// I/O exit and the VM life rows. Each figure is measured four ways, in
+// interleaved rounds: the C program; the same C inside this Node process (a
+// Node-API module, bench/inproc.c); node-kvm's native layer called directly
+// (no TypeScript); and the public API, as `npm run bench` runs it. Needs a
+// usable /dev/kvm here (no sandbox) and Node's headers, as the addon does.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { cProgram, lib, now, root, ROUNDS, usSince } from './harness.mjs';
+import { ioExits, lifecycles, withGuest } from './exits.mjs';
+import { GUESTS, hex } from './guests.mjs';
+import { nodeDir } from '../scripts/build-addon.mjs';
+
+if (!lib.probeKvm().usable) {
+  console.error('bench/parts.mjs: no usable /dev/kvm here; it measures the host only');
+  process.exit(1);
+}
+const headers = join(nodeDir() ?? '/usr', 'include/node');
+mkdirSync(join(root, 'build'), { recursive: true });
+const cc = (out, src, extra = []) => execFileSync('gcc', ['-O2', '-Wall', '-Wextra', ...extra, '-o', join(root, 'build', out), join(root, 'bench', src)], { stdio: 'inherit' });
+cc('bench-exits', 'exits.c');
+cc('bench-inproc.node', 'inproc.c', ['-shared', '-fPIC', `-I${headers}`]);
+const inproc = createRequire(import.meta.url)(join(root, 'build/bench-inproc.node'));
+const { binding } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
+const { encodeSregs } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
+const { Kvm } = lib;
+
+// The I/O loop through the native vCPU object: one N-API call per exit,
+// the exit reason only (no exit object).
+function nativeIo(n) {
+  return withGuest(GUESTS.ioLoop, n, (g) => {
+    const vcpu = g.vcpu.native;
+    let exits = 0;
+    const t0 = now();
+    for (;;) {
+      const reason = vcpu.run();
+      if (reason === 2) exits++; // KVM_EXIT_IO
+      else if (reason === 5) break; // KVM_EXIT_HLT
+    }
+    if (exits !== n) throw new Error(`native io: ${exits} exits, expected ${n}`);
+    return usSince(t0) / n;
+  });
+}
+
+// The lifecycle through the native objects, with the ioctls of exits.c.
+function nativeLifecycles(n) {
+  const kvm = Kvm.open();
+  const regs = new BigUint64Array(18);
+  regs[16] = 0x1000n; // rip
+  regs[17] = 2n; // rflags
+  try {
+    const t0 = now();
+    for (let i = 0; i < n; i++) {
+      const memory = new binding.Memory(1 << 20, -1);
+      new Uint8Array(memory.view(0x1000, 1))[0] = 0xf4; // hlt
+      const vm = kvm.native.createVm(0);
+      vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory, 0);
+      const vcpu = vm.createVcpu(0);
+      const sregs = vcpu.getState('sregs');
+      encodeSregs(sregs, { cs: { base: 0n, selector: 0 } });
+      vcpu.setState('sregs', sregs);
+      vcpu.setRegs(regs);
+      if (vcpu.run() !== 5) throw new Error('native lifecycle: no hlt exit');
+      vm.close();
+      memory.close();
+    }
+    return usSince(t0) / n;
+  } finally {
+    kvm.close();
+  }
+}
+
+const figures = [
+  {
+    name: 'I/O exit round trip, run()',
+    n: 20000,
+    ways: {
+      c: cProgram('exits', 'io', GUESTS.ioLoop),
+      inNode: (n) => inproc.io(n, hex(GUESTS.ioLoop)),
+      native: nativeIo,
+      api: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExits(g.vcpu, n)),
+    },
+  },
+  {
+    name: 'create VM + 1 MiB slot + vCPU, run to HLT, close',
+    n: 60,
+    ways: { c: cProgram('exits', 'lifecycle'), inNode: (n) => inproc.lifecycle(n), native: nativeLifecycles, api: lifecycles },
+  },
+];
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+for (const { name, n, ways } of figures) {
+  const names = Object.keys(ways);
+  for (const w of names) await ways[w](Math.ceil(n / 10)); // warm-up
+  const rounds = Object.fromEntries(names.map((w) => [w, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const w of names) {
+      await turn();
+      rounds[w].push(await ways[w](n));
+    }
+  }
+  const us = (w) => median(rounds[w]).toFixed(2);
+  const ratio = (a, b) => median(rounds[a].map((x, i) => x / rounds[b][i])).toFixed(3);
+  console.log(`${name} (µs, medians of ${ROUNDS} rounds; ratios: medians of the rounds' ratios)`);
+  console.log(`  C ${us('c')} | C inside Node ${us('inNode')} | node-kvm native layer ${us('native')} | node-kvm API ${us('api')}`);
+  console.log(`  the process (C inside Node / C):         ${ratio('inNode', 'c')}`);
+  console.log(`  the native layer (native / C inside Node): ${ratio('native', 'inNode')}`);
+  console.log(`  the TypeScript layer (API / native):       ${ratio('api', 'native')}`);
+  console.log(`  in all (API / C):                          ${ratio('api', 'c')}`);
+}
