@@ -4,25 +4,24 @@
 // Node-API module, bench/inproc.c); node-kvm's native layer called directly
 // (no TypeScript); and the public API, as `npm run bench` runs it. Needs a
 // usable /dev/kvm here (no sandbox) and Node's headers, as the addon does.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { cProgram, lib, now, root, ROUNDS, usSince } from './harness.mjs';
 import { ioExits, lifecycles, withGuest } from './exits.mjs';
 import { GUESTS, hex } from './guests.mjs';
-import { nodeDir } from '../scripts/build-addon.mjs';
+import { buildC, INPROC } from './build.mjs';
 
 if (!lib.probeKvm().usable) {
   console.error('bench/parts.mjs: no usable /dev/kvm here; it measures the host only');
   process.exit(1);
 }
-const headers = join(nodeDir() ?? '/usr', 'include/node');
-mkdirSync(join(root, 'build'), { recursive: true });
-const cc = (out, src, extra = []) => execFileSync('gcc', ['-O2', '-Wall', '-Wextra', ...extra, '-o', join(root, 'build', out), join(root, 'bench', src)], { stdio: 'inherit' });
-cc('bench-exits', 'exits.c');
-cc('bench-inproc.node', 'inproc.c', ['-shared', '-fPIC', `-I${headers}`]);
-const inproc = createRequire(import.meta.url)(join(root, 'build/bench-inproc.node'));
+buildC();
+if (!existsSync(INPROC)) {
+  console.error("bench/parts.mjs: Node's headers were not found, so bench/inproc.c could not be built");
+  process.exit(1);
+}
+const inproc = createRequire(import.meta.url)(INPROC);
 const { binding } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
 const { encodeSregs } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
 const { Kvm } = lib;

@@ -9,11 +9,12 @@
 //   BENCH_ROUNDS, BENCH_ROUND_MS   rounds per row and their length (bench/harness.mjs)
 //   NODE_KVM_BENCH_TARGET=sandbox  use the sandbox even where the host's KVM works
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildC } from './build.mjs';
 import { formatMarkdown } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,10 +22,7 @@ const args = new Set(process.argv.slice(2));
 for (const a of args) if (!['--json', '--markdown', '--no-linux'].includes(a)) throw new Error(`bench: unknown option ${a}`);
 const out = join(root, 'build/bench.json');
 
-mkdirSync(join(root, 'build'), { recursive: true });
-for (const name of ['exits', 'memory', 'fastpaths']) {
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', join(root, `build/bench-${name}`), join(root, `bench/${name}.c`)], { stdio: 'inherit' });
-}
+buildC();
 rmSync(out, { force: true });
 
 // With --json, stdout carries only the JSON.
