@@ -1,7 +1,6 @@
 // Builds the C side of `npm run bench` into build/: the programs, and
-// bench/inproc.c as a Node-API module (the lifecycle's C run inside the
-// Node process). The module needs Node's headers, as the addon does; without
-// them its row is skipped.
+// bench/inproc.c as a Node-API module for bench/parts.mjs (it needs Node's
+// headers, as the addon does; without them it is not built).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';

@@ -1,9 +1,6 @@
 // Exit rows: port-I/O and MMIO round trips through run() and runAsync(),
 // and a whole VM's life, against bench/exits.c.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { check, cProgram, lib, now, unexpected, usSince } from './harness.mjs';
-import { INPROC } from './build.mjs';
 import { GUESTS, MMIO_BASE, PORT } from './guests.mjs';
 
 const { GuestMemory, Kvm, realModeGuest } = lib;
@@ -132,19 +129,6 @@ export const rows = [
     warmup: 10,
     min: 3,
     c: cProgram('exits', 'lifecycle'),
-    js: lifecycles,
-  },
-  {
-    // KVM_CREATE_VM walks every mapping of the process (mm_take_all_locks),
-    // and a Node process has V8's: the same C, run inside this process
-    // (bench/inproc.c), pays that as node-kvm does.
-    id: 'lifecycle-in-node',
-    name: '  the same, the C inside this Node process',
-    goal: 1.1,
-    warmup: 10,
-    min: 3,
-    unavailable: () => (existsSync(INPROC) ? undefined : "bench/inproc.c was not built (Node's headers not found)"),
-    c: (n) => createRequire(import.meta.url)(INPROC).lifecycle(n),
     js: lifecycles,
   },
 ];
