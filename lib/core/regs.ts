@@ -131,10 +131,10 @@ export function encodeSregs(b: Uint8Array, sregs: SregsInput, at = 0): void {
   const v = new DataView(b.buffer, b.byteOffset + at, SREGS_SIZE);
   const s = sregs as Record<string, unknown>;
   for (const name of SEGMENT_NAMES) {
-    const seg = s[name] as Record<string, bigint | number> | undefined;
+    const seg = own(s, name) as Record<string, bigint | number> | undefined;
     if (seg === undefined) continue;
     const o = SREGS[name]!;
-    for (const k in seg) {
+    for (const k of Object.keys(seg)) {
       const x = seg[k]!;
       if (k === 'base') v.setBigUint64(o + SEG.base!, BigInt(x), true);
       else if (k === 'limit') v.setUint32(o + SEG.limit!, Number(x), true);
@@ -143,15 +143,17 @@ export function encodeSregs(b: Uint8Array, sregs: SregsInput, at = 0): void {
     }
   }
   for (const name of ['gdt', 'idt'] as const) {
-    const t = s[name] as Record<string, bigint | number> | undefined;
-    if (t?.base !== undefined) v.setBigUint64(SREGS[name]! + DT.base!, BigInt(t.base), true);
-    if (t?.limit !== undefined) v.setUint16(SREGS[name]! + DT.limit!, Number(t.limit), true);
+    const t = own(s, name) as Record<string, bigint | number> | undefined;
+    const base = t && (own(t, 'base') as bigint | undefined);
+    const limit = t && (own(t, 'limit') as number | undefined);
+    if (base !== undefined) v.setBigUint64(SREGS[name]! + DT.base!, BigInt(base), true);
+    if (limit !== undefined) v.setUint16(SREGS[name]! + DT.limit!, Number(limit), true);
   }
   for (const name of CONTROL_NAMES) {
-    const x = s[name] as bigint | number | undefined;
+    const x = own(s, name) as bigint | number | undefined;
     if (x !== undefined) v.setBigUint64(SREGS[name]!, BigInt(x), true);
   }
-  const bits = s.interruptBitmap as bigint[] | undefined;
+  const bits = own(s, 'interruptBitmap') as bigint[] | undefined;
   if (bits !== undefined) bits.forEach((x, i) => v.setBigUint64(SREGS.interruptBitmap! + 8 * i, x, true));
 }
 
@@ -169,7 +171,7 @@ export function regsFromWords(w: BigUint64Array, at = 0): Regs {
 /** @internal Writes the registers `regs` names into the 18 words at `words[at]`. */
 export function regsToWords(regs: Partial<Record<keyof Regs, bigint>>, w: BigUint64Array, at = 0): void {
   REG_NAMES.forEach((name, i) => {
-    const v = regs[name];
+    const v = own(regs, name) as bigint | undefined;
     if (v !== undefined) w[at + i] = v;
   });
 }
