@@ -26,34 +26,48 @@ std::atomic<double> gMaxView{4294967296.0};
 // of a view into one shares its pages instead of borrowing them blindly.
 // A mapping leaves it as it dies (its last holder may be a buffer whose
 // finalizer runs only when the event loop turns: a synchronous loop of
-// allocate/close must not make every registration slower).
-std::mutex gMappingsMu;
-std::map<uintptr_t, std::weak_ptr<Mapping>> gMappings;
+// allocate/close must not make every registration slower). Each mapping
+// holds the registry, so that one dying late in the process's exit (a
+// worker's teardown) never finds it destroyed.
+struct Registry {
+  std::mutex mu;
+  std::map<uintptr_t, std::weak_ptr<Mapping>> byAddress;
+};
+
+std::shared_ptr<Registry> TheRegistry() {
+  static const auto registry = std::make_shared<Registry>();
+  return registry;
+}
 
 // Leaves the registry before ~Mapping unmaps, so an address is never
 // registered twice.
 class RegisteredMapping : public Mapping {
  public:
-  using Mapping::Mapping;
+  RegisteredMapping(uint8_t* base, size_t size) : Mapping(base, size), registry_(TheRegistry()) {}
   RegisteredMapping(const RegisteredMapping&) = delete;
   RegisteredMapping& operator=(const RegisteredMapping&) = delete;
   ~RegisteredMapping() {
-    std::lock_guard<std::mutex> lock(gMappingsMu);
-    gMappings.erase(reinterpret_cast<uintptr_t>(data()));
+    std::lock_guard<std::mutex> lock(registry_->mu);
+    registry_->byAddress.erase(reinterpret_cast<uintptr_t>(data()));
   }
+
+ private:
+  std::shared_ptr<Registry> registry_;
 };
 
 std::shared_ptr<Mapping> NewMapping(uint8_t* base, size_t size) {
-  std::shared_ptr<Mapping> m = std::make_shared<RegisteredMapping>(base, size);
-  std::lock_guard<std::mutex> lock(gMappingsMu);
-  gMappings[reinterpret_cast<uintptr_t>(base)] = m;
+  auto m = std::make_shared<RegisteredMapping>(base, size);
+  auto registry = TheRegistry();
+  std::lock_guard<std::mutex> lock(registry->mu);
+  registry->byAddress[reinterpret_cast<uintptr_t>(base)] = m;
   return m;
 }
 
 std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
-  std::lock_guard<std::mutex> lock(gMappingsMu);
-  auto it = gMappings.upper_bound(reinterpret_cast<uintptr_t>(p));
-  if (it == gMappings.begin()) return nullptr;
+  auto registry = TheRegistry();
+  std::lock_guard<std::mutex> lock(registry->mu);
+  auto it = registry->byAddress.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == registry->byAddress.begin()) return nullptr;
   std::shared_ptr<Mapping> m = std::prev(it)->second.lock();
   if (!m || p < m->data() || p + len > m->data() + m->size()) return nullptr;
   return m;
