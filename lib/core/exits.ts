@@ -208,20 +208,38 @@ export function decodeExit(view: DataView, bytes: Uint8Array): VmExit {
   validateInstance(bytes, 'bytes', Uint8Array);
   if (view.byteLength < RUN_MIN_BYTES) throw outOfRange('view.byteLength', `>= ${RUN_MIN_BYTES} (a kvm_run area)`, view.byteLength);
   if (bytes.length < RUN_MIN_BYTES) throw outOfRange('bytes.length', `>= ${RUN_MIN_BYTES} (a kvm_run area)`, bytes.length);
-  return decodeRun(view, bytes);
+  return decodeRun(view, bytes, new Map());
+}
+
+/**
+ * @internal Views into one kvm_run area by offset and length: an exit's
+ * `data` is a window into kvm_run either way (the next exit overwrites it),
+ * so a vCPU can hand out the same window instead of making one per exit.
+ */
+export type RunWindows = Map<number, Uint8Array>;
+
+function runWindow(bytes: Uint8Array, windows: RunWindows, offset: number, length: number): Uint8Array {
+  const key = offset * 65536 + length;
+  let w = windows.get(key);
+  if (w === undefined) {
+    w = bytes.subarray(offset, offset + length);
+    if (windows.size < 64) windows.set(key, w);
+  }
+  return w;
 }
 
 /** @internal {@link decodeExit} over a vCPU's own, known-good kvm_run views: no checks per exit. */
-export function decodeRun(view: DataView, bytes: Uint8Array): VmExit {
+export function decodeRun(view: DataView, bytes: Uint8Array, windows: RunWindows): VmExit {
   const reason = view.getUint32(OFF.exitReason, true);
   switch (reason) {
     case ExitReason.IO: {
       const size = view.getUint8(OFF.ioSize);
       const count = view.getUint32(OFF.ioCount, true);
-      const offset = Number(view.getBigUint64(OFF.ioDataOffset, true));
+      // A u64 in kvm_run, read as two words: no bigint per exit.
+      const offset = view.getUint32(OFF.ioDataOffset, true) + view.getUint32(OFF.ioDataOffset + 4, true) * 2 ** 32;
       const length = size * count;
       if (offset + length > bytes.length) throw invalidArgValue('bytes', bytes, `is too short: io exit data at ${offset}+${length} is outside kvm_run`);
-      const data = bytes.subarray(offset, offset + length);
+      const data = runWindow(bytes, windows, offset, length);
       return {
         reason: 'io',
         direction: view.getUint8(OFF.ioDirection) === 0 ? 'in' : 'out',
@@ -239,7 +257,7 @@ export function decodeRun(view: DataView, bytes: Uint8Array): VmExit {
     }
     case ExitReason.MMIO: {
       const length = Math.min(view.getUint32(OFF.mmioLen, true), 8);
-      const data = bytes.subarray(OFF.mmioData, OFF.mmioData + length);
+      const data = runWindow(bytes, windows, OFF.mmioData, length);
       // One bigint per exit, not one per byte: up to 6 bytes fit a number.
       const value = length === 8 ? view.getBigUint64(OFF.mmioData, true) : BigInt(readLE(data, 0, length));
       return {

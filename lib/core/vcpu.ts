@@ -1,6 +1,6 @@
 import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
-import { decodeRun, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
+import { decodeRun, type DebugExit, type RunWindows, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
 import { decodeSregs, encodeSregs, regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
@@ -69,6 +69,7 @@ export class Vcpu {
   #words: BigUint64Array | undefined;
   #regs: BigUint64Array | undefined;
   #bytes: Uint8Array | undefined;
+  readonly #windows: RunWindows = new Map();
 
   /** @internal */
   constructor(native: NativeVcpu, vm: Vm) {
@@ -532,14 +533,15 @@ export class Vcpu {
 
   #decode(): VmExit {
     if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
-    return decodeRun(this.#view!, this.#bytes!);
+    return decodeRun(this.#view!, this.#bytes!, this.#windows);
   }
 
   #decoder(): () => VmExit {
     if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
     const view = this.#view!;
     const bytes = this.#bytes!;
-    return () => decodeRun(view, bytes);
+    const windows = this.#windows;
+    return () => decodeRun(view, bytes, windows);
   }
 
   #mapRun(): void {
