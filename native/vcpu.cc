@@ -172,8 +172,6 @@ Napi::Value Vcpu::Kick(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), !core_->closed() && core_->Kick());
 }
 
-// getRegs(into): KVM_GET_REGS straight into a BigUint64Array of 18 words
-// (kvm_regs' order); TypeScript names them, far faster than N-API can.
 namespace {
 kvm_regs* RegsWords(Napi::Env env, const Napi::Value& v, const char* name) {
   static_assert(sizeof(kvm_regs) == 18 * sizeof(uint64_t), "kvm_regs is 18 u64s");

@@ -1,9 +1,12 @@
 import { outOfRange, validateInstance, validateInteger, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
 
-/** A slot's dirty bitmap: bit i set means page `baseGfn + i` was written. */
 /** @internal Passed by code that built a DirtyLog's arguments itself. */
 export const CHECKED: unique symbol = Symbol('checked');
 
+/** @internal Bytes of a bitmap for `npages` pages: whole 64-bit words (unchecked). */
+export const bitmapBytes = (npages: number): number => Math.ceil(npages / 64) * 8;
+
+/** A slot's dirty bitmap: bit i set means page `baseGfn + i` was written. */
 export class DirtyLog {
   /** Slot id. */
   readonly slot: number;
@@ -33,8 +36,7 @@ export class DirtyLog {
 
   /** Bytes KVM needs for a slot of `npages` pages: whole 64-bit words. */
   static bytesFor(npages: number): number {
-    validateLength(npages, 'npages');
-    return Math.ceil(npages / 64) * 8;
+    return bitmapBytes(validateLength(npages, 'npages'));
   }
 
   /** Whether page `i` of the slot is dirty. */

@@ -1,6 +1,6 @@
 import type { NativeVm } from './binding';
 import { MemFlag } from './constants';
-import { CHECKED, DirtyLog } from './dirty';
+import { bitmapBytes, CHECKED, DirtyLog } from './dirty';
 import { argError, KvmError } from './errors';
 import { constants } from 'node:os';
 import { invalidArgValue, outOfRange, validateAligned, validateInstance, validateLength, validateU32, validateU64, validateUint8Array } from './validate';
@@ -143,7 +143,7 @@ export class MemorySlot {
     if (!(this.#flags & MemFlag.LOG_DIRTY_PAGES)) {
       throw argError(`slot ${this.id} does not log dirty pages; add MemFlag.LOG_DIRTY_PAGES with setFlags()`);
     }
-    const bytes = Math.ceil(this.npages / 64) * 8; // DirtyLog.bytesFor()
+    const bytes = bitmapBytes(this.npages);
     let bitmap: Uint8Array;
     if (into === undefined) {
       // KVM writes every byte of the bitmap: no need to zero it first.

@@ -389,7 +389,7 @@ export class Vcpu {
     const valid = validateRegs(regs);
     const words = this.#syncWords('kvm_run.s.regs');
     regsToWords(valid, words, SYNC_REGS / 8);
-    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_REGS;
+    this.#markSynced(SYNC_X86_REGS);
   }
 
   // kvm_run as 64-bit words, for the synced registers: read and written in
@@ -398,6 +398,12 @@ export class Vcpu {
     if (this.native.fd < 0) throw new KvmError(osConstants.errno.EBADF, what, 'vCPU is closed');
     if (this.native.running) throw new KvmError(osConstants.errno.EBUSY, what, 'the vCPU is running (runAsync); await it or kick() it first');
     return (this.#words ??= new BigUint64Array(this.native.runBuffer));
+  }
+
+  // Marks state written into kvm_run for the next KVM_RUN to load (kvm_dirty_regs).
+  #markSynced(bit: bigint): void {
+    const words = this.#words!;
+    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | bit;
   }
 
   #syncBytes(what: string): Uint8Array {
@@ -414,8 +420,7 @@ export class Vcpu {
   setSyncedSregs(sregs: SregsInput): void {
     const valid = validateSregs(sregs);
     encodeSregs(this.#syncBytes('kvm_run.s.regs'), valid, SYNC_SREGS);
-    const words = this.#words!;
-    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_SREGS;
+    this.#markSynced(SYNC_X86_SREGS);
   }
 
   /** The vCPU events KVM wrote into `kvm_run` at the last exit (with {@link Vcpu.syncRegs} `events`). */
@@ -430,8 +435,7 @@ export class Vcpu {
     const b = run.slice(SYNC_EVENTS, SYNC_EVENTS + EVENTS_SIZE);
     encodeEvents(b, events);
     run.set(b, SYNC_EVENTS);
-    const words = this.#words!;
-    words[DIRTY_REGS / 8] = words[DIRTY_REGS / 8]! | SYNC_X86_EVENTS;
+    this.#markSynced(SYNC_X86_EVENTS);
   }
 
   /** Opens the vCPU's binary statistics (`KVM_GET_STATS_FD`): `exits`, `io_exits`, `mmio_exits`, `pf_fixed`, `pf_taken`... */
