@@ -24,19 +24,17 @@ bool gInstalled = false;
 
 void Nothing(int) {}
 
-// A run that lasts this long gets a tick, to check its environment.
+// A run that lasts this long (up to twice as long) gets a tick, to check
+// its environment.
 constexpr int64_t kTickNs = 100'000'000;
 // Ticks without runs before the watchdog sleeps until the next run.
 constexpr int kIdleTicks = 50;
 // How often a run past its deadline is signalled again.
 constexpr int64_t kResignalNs = 1'000'000;
-// How late a deadline may be noticed, rather than wake the watchdog.
-constexpr int64_t kSlackNs = 50'000;
 
 class Watchdog : public std::enable_shared_from_this<Watchdog> {
  public:
-  void Begin(SyncRun* r) {
-    r->tickNs = MonotonicNs() + kTickNs;
+  void Add(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
     runs_.push_back(r);
     if (!started_) {
@@ -44,17 +42,25 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       // Detached: it sleeps when no run needs it, and holds itself alive.
       std::thread([self = shared_from_this()] { self->Loop(); }).detach();
     }
-    // Waking the watchdog costs a futex call and a thread wake-up, as much
-    // as a short run: only when it sleeps for good, or would sleep well
-    // past this run's deadline. It looks at the runs every tick anyway.
-    if (deepIdle_ || (r->deadlineNs != 0 && r->deadlineNs + kSlackNs < wakeNs_)) cv_.notify_one();
   }
-  void End(SyncRun* r) {
+  void Remove(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
     runs_.erase(std::find(runs_.begin(), runs_.end(), r));
   }
+  void Wake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+    cv_.notify_one();
+  }
 
  private:
+  bool AnyActive() const {
+    for (SyncRun* r : runs_) {
+      if (r->state.load(std::memory_order_seq_cst) != SyncRun::kIdle) return true;
+    }
+    return false;
+  }
+
   void Loop() {
     pthread_setname_np(pthread_self(), "node-kvm watch");
     // Never the target of anyone's signals.
@@ -64,48 +70,76 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
     std::unique_lock<std::mutex> lock(mu_);
     int idleTicks = 0;
     for (;;) {
-      if (runs_.empty() && ++idleTicks > kIdleTicks) {
-        // No runs for a while: sleep until one comes (Begin() wakes us).
-        deepIdle_ = true;
-        wakeNs_ = INT64_MAX;
-        cv_.wait(lock, [this] { return !runs_.empty(); });
-        deepIdle_ = false;
+      if (AnyActive()) {
+        idleTicks = 0;
+      } else if (++idleTicks > kIdleTicks) {
+        // No runs for a while: sleep until one comes (WatchBegin() wakes us).
+        wake_ = false;
+        watch::asleep.store(true, std::memory_order_seq_cst);
+        if (!AnyActive()) cv_.wait(lock, [this] { return wake_; });
+        watch::asleep.store(false, std::memory_order_seq_cst);
+        idleTicks = 0;
       }
-      if (!runs_.empty()) idleTicks = 0;
+      wake_ = false;
+      // Undecided: a run that begins while the deadlines are read wakes
+      // this thread (WatchBegin() stores, then loads; this stores, then loads).
+      watch::wakeNs.store(INT64_MAX, std::memory_order_seq_cst);
       int64_t now = MonotonicNs();
-      wakeNs_ = now + kTickNs;
+      int64_t wakeNs = now + kTickNs;
       for (SyncRun* r : runs_) {
-        wakeNs_ = std::min(wakeNs_, r->deadlineNs != 0 ? std::min(r->deadlineNs, r->tickNs) : r->tickNs);
+        if (r->state.load(std::memory_order_seq_cst) == SyncRun::kIdle) continue;
+        int64_t d = r->deadlineNs.load(std::memory_order_relaxed);
+        bool seen = r->gen.load(std::memory_order_relaxed) == r->seenGen;
+        if (d != 0) wakeNs = std::min(wakeNs, seen ? std::max(d, r->resignalNs) : d);
       }
-      cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wakeNs_ - now, 0)));
+      watch::wakeNs.store(wakeNs, std::memory_order_seq_cst);
+      cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wakeNs - now, 0)), [this] { return wake_; });
       now = MonotonicNs();
-      for (SyncRun* r : runs_) {
-        int why = SyncRun::kNone;
-        if (r->deadlineNs != 0 && now >= r->deadlineNs) {
-          why = SyncRun::kTimeout;
-          // Again in a while if it is still running then (the signal can land
-          // just before KVM_RUN), but never in a loop: a run slow to return
-          // would be flooded with signals, and on one CPU starved.
-          r->deadlineNs = now + kResignalNs;
-        } else if (now >= r->tickNs) {
-          why = SyncRun::kTick;
-          r->tickNs = now + kTickNs;
-        }
-        if (why == SyncRun::kNone) continue;
-        int expected = SyncRun::kNone;
-        r->reason.compare_exchange_strong(expected, why);
-        r->run->immediate_exit = 1;
-        pthread_kill(r->thread, KickSignal());
-      }
+      for (SyncRun* r : runs_) Check(r, now);
     }
+  }
+
+  // Signals r if its run passed its deadline, or is the run seen a tick ago.
+  void Check(SyncRun* r, int64_t now) {
+    if (r->state.load(std::memory_order_seq_cst) != SyncRun::kActive) return;
+    uint64_t gen = r->gen.load(std::memory_order_seq_cst);
+    if (gen != r->seenGen) {
+      // A run not seen before: it began within the last tick, so ticking it
+      // at the next look gives it between one and two ticks.
+      r->seenGen = gen;
+      r->tickNs = now + kTickNs / 2;
+      r->resignalNs = 0;
+    }
+    int why = SyncRun::kNone;
+    int64_t d = r->deadlineNs.load(std::memory_order_relaxed);
+    if (d != 0 && now >= d && now >= r->resignalNs) {
+      why = SyncRun::kTimeout;
+      // Again in a while if it is still running then (the signal can land
+      // just before KVM_RUN), but never in a loop: a run slow to return
+      // would be flooded with signals, and on one CPU starved.
+      r->resignalNs = now + kResignalNs;
+    } else if (now >= r->tickNs) {
+      why = SyncRun::kTick;
+      r->tickNs = now + kTickNs;
+    }
+    if (why == SyncRun::kNone) return;
+    int expected = SyncRun::kActive;
+    if (!r->state.compare_exchange_strong(expected, SyncRun::kSignalling, std::memory_order_seq_cst)) return;
+    // Still the run it looked at: a newer one has its own deadline.
+    if (r->gen.load(std::memory_order_seq_cst) == gen) {
+      int none = SyncRun::kNone;
+      r->reason.compare_exchange_strong(none, why);
+      r->run->immediate_exit = 1;
+      pthread_kill(r->thread.load(std::memory_order_relaxed), KickSignal());
+    }
+    r->state.store(SyncRun::kActive, std::memory_order_seq_cst);
   }
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<SyncRun*> runs_;
   bool started_ = false;
-  bool deepIdle_ = false;  // asleep until a run begins
-  int64_t wakeNs_ = 0;     // when the sleeping watchdog wakes next
+  bool wake_ = false;  // a run wants the watchdog to look now
 };
 
 Watchdog& TheWatchdog() {
@@ -167,7 +201,12 @@ void UnblockKickSignal() {
   done = true;
 }
 
-void WatchBegin(SyncRun* r) { TheWatchdog().Begin(r); }
-void WatchEnd(SyncRun* r) { TheWatchdog().End(r); }
+void WatchAdd(SyncRun* r) { TheWatchdog().Add(r); }
+void WatchRemove(SyncRun* r) { TheWatchdog().Remove(r); }
+namespace watch {
+std::atomic<bool> asleep{false};
+std::atomic<int64_t> wakeNs{0};
+void Wake() { TheWatchdog().Wake(); }
+}  // namespace watch
 
 }  // namespace nodekvm

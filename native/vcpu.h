@@ -22,6 +22,7 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
 
  private:
   int Fd(const char* syscall, bool forRun = false);
+  static Napi::Value RunEntry(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   void Park(const Napi::CallbackInfo& info);
   void Unpark(const Napi::CallbackInfo& info);

@@ -288,6 +288,10 @@ void VcpuCore::Shutdown() {
     runBuffer_.Reset();
   }
   dirtyRing_.map.reset();  // like kvm_run, it holds the vCPU file open
+  if (syncRun_.added) {
+    WatchRemove(&syncRun_);  // before kvm_run goes: the watchdog writes to it
+    syncRun_.added = false;
+  }
   {
     std::lock_guard<std::mutex> lock(runMu_);
     if (run_ != nullptr) {

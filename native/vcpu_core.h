@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "kick.h"
 
 namespace nodekvm {
 
@@ -71,6 +72,9 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   };
   DirtyRing& dirtyRing() { return dirtyRing_; }
 
+  // This vCPU's sync runs, for the watchdog (kick.h); added at the first.
+  SyncRun& syncRun() { return syncRun_; }
+
  private:
   struct Completion {
     std::shared_ptr<VcpuCore> core;
@@ -89,6 +93,7 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
 
   UniqueFd fd_;
   DirtyRing dirtyRing_;
+  SyncRun syncRun_;
   void* run_;
   size_t runSize_;
   uint64_t handle_;

@@ -103,7 +103,7 @@ export class Vcpu {
    */
   run(options?: RunOptions): VmExit {
     const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
-    const reason = this.native.run(timeoutMs);
+    const reason = timeoutMs === undefined ? this.native.run() : this.native.run(timeoutMs);
     return bareExit(reason) ?? this.#decode();
   }
 
