@@ -30,11 +30,12 @@ const { Kvm } = lib;
 // the exit reason only (no exit object).
 function nativeIo(n) {
   return withGuest(GUESTS.ioLoop, n, (g) => {
-    const vcpu = g.vcpu.native;
+    const slot = g.vcpu.native.runSlot;
+    const { runVcpu } = binding;
     let exits = 0;
     const t0 = now();
     for (;;) {
-      const reason = vcpu.run();
+      const reason = runVcpu(slot);
       if (reason === 2) exits++; // KVM_EXIT_IO
       else if (reason === 5) break; // KVM_EXIT_HLT
     }
@@ -61,7 +62,7 @@ function nativeLifecycles(n) {
       encodeSregs(sregs, { cs: { base: 0n, selector: 0 } });
       vcpu.setState('sregs', sregs);
       vcpu.setRegs(regs);
-      if (vcpu.run() !== 5) throw new Error('native lifecycle: no hlt exit');
+      if (binding.runVcpu(vcpu.runSlot) !== 5) throw new Error('native lifecycle: no hlt exit');
       vm.close();
       memory.close();
     }

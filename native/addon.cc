@@ -456,6 +456,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Kvm", Kvm::Define(env));
   exports.Set("Vm", vm);
   exports.Set("Vcpu", vcpu);
+  exports.Set("runVcpu", Vcpu::DefineRun(env));
   exports.Set("Memory", memory);
   exports.Set("EventFd", EventFd::Define(env));
   exports.Set("ringLayouts", RingLayouts(env));

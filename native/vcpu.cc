@@ -58,6 +58,7 @@ Napi::Function Vcpu::Define(Napi::Env env) {
                          InstanceAccessor<&Vcpu::GetFd>("fd"),
                          InstanceAccessor<&Vcpu::GetRunning>("running"),
                          InstanceAccessor<&Vcpu::GetKickHandle>("kickHandle"),
+                         InstanceAccessor<&Vcpu::GetRunSlot>("runSlot"),
                          InstanceMethod<&Vcpu::GetState>("getState"),
                          InstanceMethod<&Vcpu::SetState>("setState"),
                          InstanceMethod<&Vcpu::GetNestedState>("getNestedState"),
@@ -92,18 +93,13 @@ Vcpu::Vcpu(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vcpu>(info) {
   Napi::Object vm = info[1].As<Napi::Object>();
   vm_ = Vm::Unwrap(vm);
   vmRef_ = Napi::Persistent(vm);
-  Napi::Object self = info.This().As<Napi::Object>();
-  Tag(self, kVcpuTag);
-  // run() is called once per exit, so it is this vCPU's own function with
-  // the object in its data: no napi_unwrap, a private-property lookup that
-  // cost a fifth of the layer's time per exit. The function holds the
-  // wrapper, so the pointer lives as long as the function can be called.
-  Napi::Function run = Napi::Function::New<&Vcpu::RunEntry>(info.Env(), "run", this);
-  run.DefineProperty(Napi::PropertyDescriptor::Value("vcpu", self, napi_default));
-  self.DefineProperty(Napi::PropertyDescriptor::Value("run", run, napi_default));
+  Tag(info.This().As<Napi::Object>(), kVcpuTag);
+  runTable_ = Data(info.Env()).runTable;
+  runSlot_ = runTable_->Add(this);
 }
 
 Vcpu::~Vcpu() {
+  runTable_->Remove(runSlot_);
   core_->MarkCollected();
   core_->Shutdown();
 }
@@ -118,18 +114,57 @@ int Vcpu::Fd(const char* syscall, bool forRun) {
   return core_->fd();
 }
 
-Napi::Value Vcpu::RunEntry(const Napi::CallbackInfo& info) { return static_cast<Vcpu*>(info.Data())->Run(info); }
+uint32_t RunTable::Add(Vcpu* v) {
+  uint32_t i;
+  if (!free_.empty()) {
+    i = free_.back();
+    free_.pop_back();
+  } else {
+    i = static_cast<uint32_t>(entries_.size());
+    entries_.emplace_back();
+  }
+  Entry& e = entries_[i];
+  // A number that no earlier vCPU at this index had (until 4096 reuses).
+  e.slot = (e.slot + (1u << kIndexBits)) & ~kIndexMask;
+  if (e.slot == 0) e.slot = 1u << kIndexBits;
+  e.slot |= i;
+  e.vcpu = v;
+  return e.slot;
+}
 
-// run(timeoutMs?): KVM_RUN on this thread until an exit, a kick from
+void RunTable::Remove(uint32_t slot) {
+  uint32_t i = slot & kIndexMask;
+  if (i >= entries_.size() || entries_[i].slot != slot) return;
+  entries_[i].vcpu = nullptr;
+  free_.push_back(i);
+}
+
+Napi::Function Vcpu::DefineRun(Napi::Env env) {
+  auto& table = Data(env).runTable;
+  table = std::make_shared<RunTable>();
+  return Napi::Function::New<&Vcpu::RunSlot>(env, "runVcpu", table.get());
+}
+
+Napi::Value Vcpu::RunSlot(const Napi::CallbackInfo& info) {
+  uint32_t slot = 0;
+  Vcpu* vcpu = nullptr;
+  if (napi_get_value_uint32(info.Env(), info[0], &slot) == napi_ok) {
+    vcpu = static_cast<const RunTable*>(info.Data())->Find(slot);
+  }
+  if (vcpu == nullptr) throw ArgTypeError(info.Env(), "slot", "a vCPU's runSlot");
+  return vcpu->Run(info);
+}
+
+// runVcpu(slot, timeoutMs?): KVM_RUN on this thread until an exit, a kick from
 // another thread (kickVcpu), the deadline, or the environment's teardown.
 // Called once per exit: it takes no lock and wakes no thread unless a
 // deadline needs the watchdog sooner than it would look.
 Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fd("KVM_RUN", true);
-  int64_t deadline = info.Length() == 0 || info[0].IsUndefined()
+  int64_t deadline = info.Length() < 2 || info[1].IsUndefined()
                          ? 0
-                         : MonotonicNs() + static_cast<int64_t>(ReadMs(info[0], "timeoutMs") * 1e6);
+                         : MonotonicNs() + static_cast<int64_t>(ReadMs(info[1], "timeoutMs") * 1e6);
   vm_->ValidateSlots(env);
   SyncRun& watch = core_->syncRun();
   if (!watch.added) {
@@ -270,6 +305,8 @@ Napi::Value Vcpu::GetRunning(const Napi::CallbackInfo& info) { return Napi::Bool
 Napi::Value Vcpu::GetKickHandle(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), core_->handle());
 }
+
+Napi::Value Vcpu::GetRunSlot(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), runSlot_); }
 
 void Vcpu::Close(const Napi::CallbackInfo&) { core_->Shutdown(); }
 

@@ -113,7 +113,8 @@ export interface NativeVcpu {
   setSyncRegs(mask: number): void;
   completePendingIo(): void;
   readonly runBuffer: ArrayBuffer;
-  run(timeoutMs?: number): number;
+  /** This vCPU's number for {@link Binding.runVcpu}. */
+  readonly runSlot: number;
   /** The exit reason when it came within spinUs, else a Promise of it (-1: collected). */
   runAsync(spinUs?: number, parked?: boolean): number | Promise<number>;
   park(): void;
@@ -154,6 +155,8 @@ export interface Binding {
   setKickSignal(signo: number): void;
   kickSignal(): number;
   kickVcpu(handle: bigint): boolean;
+  /** One sync run of the vCPU with this runSlot: the exit reason. */
+  runVcpu(slot: number, timeoutMs?: number): number;
   runLayout: Record<string, number>;
   stateLayouts: Record<string, Record<string, number>>;
   constants: Record<string, number>;

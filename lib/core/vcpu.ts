@@ -8,6 +8,8 @@ import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
 import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64, validateUint8Array } from './validate';
 import { binding } from './binding';
+
+const { runVcpu } = binding;
 import { ExitReason } from './constants';
 import type { Vm } from './vm';
 import { drainCoalesced, harvestDirtyRing, harvestDirtyRingInto, type CoalescedCallback, type CoalescedWrite, type DirtyGfn } from './rings';
@@ -70,10 +72,12 @@ export class Vcpu {
   #regs: BigUint64Array | undefined;
   #bytes: Uint8Array | undefined;
   readonly #windows: RunWindows = new Map();
+  readonly #slot: number;
 
   /** @internal */
   constructor(native: NativeVcpu, vm: Vm) {
     this.native = native;
+    this.#slot = native.runSlot;
     this.vm = vm;
   }
 
@@ -103,7 +107,7 @@ export class Vcpu {
    */
   run(options?: RunOptions): VmExit {
     const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
-    const reason = timeoutMs === undefined ? this.native.run() : this.native.run(timeoutMs);
+    const reason = timeoutMs === undefined ? runVcpu(this.#slot) : runVcpu(this.#slot, timeoutMs);
     return bareExit(reason) ?? this.#decode();
   }
 

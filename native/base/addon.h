@@ -4,8 +4,11 @@
 #include <napi.h>
 
 #include <cstddef>
+#include <memory>
 
 namespace nodekvm {
+
+class RunTable;
 
 struct AddonData {
   Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
@@ -13,6 +16,7 @@ struct AddonData {
   Napi::FunctionReference vcpuClass;
   Napi::FunctionReference memoryClass;
   Napi::FunctionReference noop;  // called to learn whether JS can still run
+  std::shared_ptr<RunTable> runTable;  // vcpu.h
 };
 
 AddonData& Data(Napi::Env env);

@@ -189,6 +189,52 @@ describe('runs that always end', () => {
     expect(r.stdout.trim()).toBe('kicked true\nexit intr');
   });
 
+  it('ends overlapping sync runs in two threads each at its own deadline, and a run after the watchdog slept', () => {
+    // The worker's run begins while the main thread's, with a later
+    // deadline, is in flight; then the watchdog idles into its deep sleep
+    // (5 s without runs) and a run with a timeout must still end.
+    const r = node(`
+      const { Worker } = require('node:worker_threads');
+      ${guestJs}
+      const w = new Worker(${JSON.stringify(`${guestJs}
+        const { parentPort } = require('node:worker_threads');
+        const v = guest([0xeb, 0xfe]);
+        parentPort.postMessage('ready');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        const t = Date.now();
+        const e = v.run({ timeoutMs: 150 });
+        parentPort.postMessage(e.reason + ' ' + (Date.now() - t >= 145));`)}, { eval: true });
+      const v = guest([0xeb, 0xfe]);
+      w.once('message', () => {
+        const t = Date.now();
+        console.log('main', v.run({ timeoutMs: 600 }).reason, Date.now() - t >= 595);
+        w.once('message', (m) => {
+          console.log('worker', m);
+          w.terminate();
+          setTimeout(() => {
+            const t = Date.now();
+            console.log('after sleep', v.run({ timeoutMs: 50 }).reason, Date.now() - t >= 45);
+          }, 5600);
+        });
+      });`, 30_000);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('main intr true\nworker intr true\nafter sleep intr true');
+  });
+
+  it('refuses a run of a number that is no live vCPU of this thread, typed', () => {
+    const r = node(`
+      const { binding } = require(${JSON.stringify(join(__dirname, '../../../dist/core/binding.js'))});
+      ${guestJs}
+      const v = guest([0xf4]);
+      const slot = v.native.runSlot;
+      for (const bad of [undefined, 'x', -1, slot + 1, slot ^ (1 << 20), 2 ** 40, NaN]) {
+        try { binding.runVcpu(bad); console.log('ran', bad); } catch (e) { console.log(e.code); }
+      }
+      console.log(binding.runVcpu(slot));`);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual([...Array(7).fill('ERR_INVALID_ARG_TYPE'), '5']);
+  });
+
   it('lets worker.terminate() and process.exit() return while a worker sits in a sync run, or builds its guest', () => {
     const script = (how: string, setupFirst: boolean) => `
       const { Worker } = require('node:worker_threads');
