@@ -1,4 +1,5 @@
 // kvm-test: smoke
+import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { GuestMemory, hvaToHpa } from '../../../lib';
@@ -31,6 +32,31 @@ describe('addon-mapped guest memory', () => {
     expect(present()).toBe(256);
     mem.close();
     expect(present()).toBe(0);
+  });
+
+  // With every buffer over it cut off at close() and no alias, nothing can
+  // reach the range: it goes at once, as a C program's munmap. An alias
+  // (GuestMemory.from of its buffer) holds it, for the slots it may get.
+  it('unmaps its address range at close() when nothing else can reach it, and not while an alias can', () => {
+    const mapped = (addr: bigint) =>
+      readFileSync('/proc/self/maps', 'utf8')
+        .split('\n')
+        .some((l) => l !== '' && BigInt(`0x${l.split('-')[0]}`) === addr);
+    const alone = GuestMemory.allocate(1 << 20);
+    alone.view(0x1000, 1)[0] = 1;
+    const window = alone.view(0, 16);
+    expect(mapped(alone.address)).toBe(true);
+    const addr = alone.address;
+    alone.close();
+    expect(window.length).toBe(0);
+    expect(mapped(addr)).toBe(false);
+
+    const owner = GuestMemory.allocate(1 << 20);
+    const alias = GuestMemory.from(owner.bytes.buffer);
+    const ownerAddr = owner.address;
+    owner.close();
+    expect(mapped(ownerAddr)).toBe(true);
+    alias.close();
   });
 
   // ArrayBuffer.prototype.transfer() moves the pages to a buffer close()
