@@ -63,10 +63,19 @@ export class GuestMemory {
   /** @internal */
   readonly native: NativeMemory;
   readonly #offset: number;
+  // Kept here, not read through N-API each time: the size never changes,
+  // and only close() closes. #whole: the addon-mapped buffer, once made
+  // (a caller's WebAssembly.Memory changes buffers as it grows).
+  readonly #size: number;
+  readonly #mapped: boolean;
+  #whole: ArrayBuffer | undefined;
+  #closed = false;
 
-  private constructor(native: NativeMemory, offset = 0) {
+  private constructor(native: NativeMemory, offset = 0, mapped = false) {
     this.native = native;
     this.#offset = offset;
+    this.#size = native.size;
+    this.#mapped = mapped;
     wrappers.set(native, this);
   }
 
@@ -87,7 +96,7 @@ export class GuestMemory {
     }
     if (hugePages === 'hugetlb' && size % 0x200000 !== 0) throw outOfRange('size', 'a multiple of 2 MiB (2097152) for hugetlb pages', size);
     const thp = hugePages === 'hugetlb' ? 2 : hugePages === undefined ? -1 : hugePages ? 1 : 0;
-    return new GuestMemory(new binding.Memory(size, thp));
+    return new GuestMemory(new binding.Memory(size, thp), 0, true);
   }
 
   /**
@@ -135,15 +144,15 @@ export class GuestMemory {
    * buffer: this throws `ERR_OUT_OF_RANGE`; use {@link GuestMemory.view}.
    */
   get buffer(): ArrayBuffer | SharedArrayBuffer {
-    const b = this.native.buffer;
+    const b = this.#buffer();
     if (b !== undefined) return b;
-    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
-    throw outOfRange('memory.size', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH) to be one buffer; use memory.view(offset, length)`, this.native.size);
+    if (this.#closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.buffer', 'the memory is closed');
+    throw outOfRange('memory.size', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH) to be one buffer; use memory.view(offset, length)`, this.#size);
   }
 
   /** A byte view of exactly this memory (a sub-range of the buffer for views); see {@link GuestMemory.buffer} for its size limit. */
   get bytes(): Uint8Array {
-    return new Uint8Array(this.buffer, this.#offset, this.native.size);
+    return new Uint8Array(this.buffer, this.#offset, this.#size);
   }
 
   /**
@@ -155,19 +164,19 @@ export class GuestMemory {
   view(offset: number, length: number): Uint8Array {
     validateLength(offset, 'offset');
     validateLength(length, 'length');
-    const size = this.native.size;
-    if (this.native.closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.view', 'the memory is closed');
+    const size = this.#size;
+    if (this.#closed) throw new KvmError(constants.errno.EBADF, 'GuestMemory.view', 'the memory is closed');
     if (offset > size) throw outOfRange('offset', `<= ${size} (the memory's size)`, offset);
     if (length > size - offset) throw outOfRange('length', `<= ${size - offset} (the bytes after offset)`, length);
     if (length > MAX_VIEW) throw outOfRange('length', `<= ${MAX_VIEW} (buffer.constants.MAX_LENGTH)`, length);
-    const whole = this.native.buffer;
+    const whole = this.#buffer();
     if (whole !== undefined) return new Uint8Array(whole, this.#offset + offset, length);
     return length === 0 ? new Uint8Array(0) : new Uint8Array(this.native.view(offset, length));
   }
 
-  /** Size in bytes. */
+  /** Size in bytes (0 once closed). */
   get size(): number {
-    return this.native.size;
+    return this.#closed ? 0 : this.#size;
   }
 
   /** Host virtual address of the first byte: what a slot's `userspaceAddr` starts from. */
@@ -187,7 +196,7 @@ export class GuestMemory {
 
   /** True after {@link GuestMemory.close}. */
   get closed(): boolean {
-    return this.native.closed;
+    return this.#closed;
   }
 
   /**
@@ -200,6 +209,15 @@ export class GuestMemory {
    */
   close(): void {
     this.native.close();
+    this.#closed = true;
+    this.#whole = undefined;
+  }
+
+  #buffer(): ArrayBuffer | SharedArrayBuffer | undefined {
+    if (this.#whole !== undefined) return this.#whole;
+    const b = this.native.buffer;
+    if (this.#mapped) this.#whole = b as ArrayBuffer | undefined;
+    return b;
   }
 
   /** Same as {@link GuestMemory.close}, for `using`. */
