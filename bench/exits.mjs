@@ -116,6 +116,7 @@ export const rows = [
   },
   {
     id: 'io-async',
+    pin: false,
     name: 'I/O exit round trip, runAsync()',
     goal: 1.5,
     warmup: 100,

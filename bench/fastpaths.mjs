@@ -149,6 +149,7 @@ export const rows = [
   },
   {
     id: 'worker',
+    pin: false,
     name: 'I/O exit round trip, run() in a Worker',
     goal: null,
     warmup: 100,

@@ -1,7 +1,9 @@
 // How every row of `npm run bench` is measured: C and node-kvm in
 // alternating rounds of the same size, each side's median, their ratio.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
@@ -45,9 +47,40 @@ export function unexpected(exit) {
  */
 export function cProgram(program, mode, code) {
   return (n) => {
-    const args = [mode, String(n), ...(code === undefined ? [] : [hex(code)])];
-    return JSON.parse(execFileSync(join(root, `build/bench-${program}`), args, { encoding: 'utf8' })).us;
+    const args = [join(root, `build/bench-${program}`), mode, String(n), ...(code === undefined ? [] : [hex(code)])];
+    const [file, ...rest] = pinnedCpu === undefined ? args : ['taskset', '-c', String(pinnedCpu), ...args];
+    return JSON.parse(execFileSync(file, rest, { encoding: 'utf8' })).us;
   };
+}
+
+// The CPU both sides of a row run on, when pinned (see compare()).
+let pinnedCpu;
+
+// Sets the affinity of this process's main thread only (its TID is the
+// PID; taskset -p without -a leaves the other threads alone). False where
+// taskset is missing.
+function pinMainThread(cpus) {
+  try {
+    execFileSync('taskset', ['-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// This thread's CPU list as taskset prints it ("0,1"), or undefined.
+function affinity() {
+  try {
+    return execFileSync('taskset', ['-p', '-c', String(process.pid)], { encoding: 'utf8' }).split(':').pop().trim();
+  } catch {
+    return undefined;
+  }
+}
+
+// The CPU this thread last ran on: field 39 of /proc/self/stat.
+function currentCpu() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[36]);
 }
 
 // The q-quantile of xs, interpolated between neighbours.
@@ -70,7 +103,23 @@ const median = (xs) => quantile(xs, 0.5);
  * the median of each round's node-kvm / C (a pair run back to back shares
  * the machine's state of the moment), with its quartiles as the spread.
  */
-export async function compare({ c, js, warmup, min = 50 }) {
+export async function compare({ c, js, warmup, min = 50, pin = true }) {
+  // Both sides on one CPU, where node-kvm runs on this thread: this host's
+  // two vCPUs differ in speed from moment to moment, and a pair of rounds
+  // on different ones compares the CPUs. Rows whose node-kvm side runs on
+  // another thread (runAsync(), a Worker) stay unpinned.
+  const before = pin && cpus().length > 1 ? affinity() : undefined;
+  const cpu = currentCpu();
+  if (before !== undefined && pinMainThread(String(cpu))) pinnedCpu = cpu;
+  try {
+    return { ...(await rounds({ c, js, warmup, min })), pinned: pinnedCpu };
+  } finally {
+    if (pinnedCpu !== undefined) pinMainThread(before);
+    pinnedCpu = undefined;
+  }
+}
+
+async function rounds({ c, js, warmup, min }) {
   await js(warmup);
   const size = (us) => Math.max(min, Math.round((ROUND_MS * 1000) / us));
   const n = { js: size(await js(warmup)), c: size(c(warmup)) };

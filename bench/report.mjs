@@ -15,11 +15,12 @@ function cells(row, x) {
 export function header(r) {
   const where = r.target === 'sandbox' ? 'in the sandbox (nested KVM under TCG)' : "on the host's KVM";
   const load = `${r.target === 'sandbox' ? 'host ' : ''}load ${r.load.toFixed(2)} at start (${r.idle ? 'looks idle' : 'busy: expect noise'})`;
-  return `KVM: ${r.kvm}, ${where}; ${load}, ${r.cpus} CPU${r.cpus === 1 ? '' : 's'}, Node ${r.node}; ${r.rounds} interleaved rounds of ~${r.roundMs} ms; each side's median, the median of the rounds' ratios and their quartiles (spread)`;
+  const pinned = r.rows.some((row) => row.pinned !== undefined) ? "; rows marked * ran both sides on one CPU (node-kvm's main thread and the C program)" : '';
+  return `KVM: ${r.kvm}, ${where}; ${load}, ${r.cpus} CPU${r.cpus === 1 ? '' : 's'}, Node ${r.node}; ${r.rounds} interleaved rounds of ~${r.roundMs} ms; each side's median, the median of the rounds' ratios and their quartiles (spread)${pinned}`;
 }
 
 export function formatTable(r) {
-  const w = Math.max(...r.rows.map((row) => row.name.length));
+  const w = Math.max(...r.rows.map((row) => row.name.length)) + 2;
   const line = (name, c, js, ratio, spread, goal, note = '') =>
     `${name.padEnd(w)}  ${c.padStart(8)}  ${js.padStart(11)}  ${ratio.padStart(6)}  ${spread.padEnd(9)}  ${goal.padEnd(16)} ${note}`.trimEnd();
   const out = [header(r), line('figure', 'C µs', 'node-kvm µs', 'ratio', 'spread', 'goal')];
@@ -27,7 +28,7 @@ export function formatTable(r) {
     if (row.section) out.push(row.section);
     const x = cells(row, 'x');
     const goal = row.goal === null || row.skipped ? '—' : `<= ${row.goal} ${row.ratio <= row.goal ? 'met' : 'NOT met'}`;
-    out.push(line(row.name, x.c, x.js, x.ratio, x.spread, goal, x.note));
+    out.push(line(`${row.name}${row.pinned !== undefined ? ' *' : ''}`, x.c, x.js, x.ratio, x.spread, goal, x.note));
   }
   return out.join('\n');
 }
@@ -38,7 +39,7 @@ export function formatMarkdown(r) {
     if (row.section) out.push(`| *${row.section}* | | | | | | |`);
     const x = cells(row, '×');
     const goal = row.goal === null || row.skipped ? '—' : `≤ ${row.goal}`;
-    out.push(`| ${row.name.trim()} | ${x.c} | ${x.js} | ${x.ratio} | ${x.spread} | ${goal} | ${x.note} |`);
+    out.push(`| ${row.name.trim()}${row.pinned !== undefined ? ' \\*' : ''} | ${x.c} | ${x.js} | ${x.ratio} | ${x.spread} | ${goal} | ${x.note} |`);
   }
   return out.join('\n');
 }
