@@ -168,24 +168,35 @@ export function regsFromWords(w: BigUint64Array, at = 0): Regs {
   };
 }
 
-/** @internal Writes the registers `regs` names into the 18 words at `words[at]`. */
-export function regsToWords(regs: Partial<Record<keyof Regs, bigint>>, w: BigUint64Array, at = 0): void {
-  REG_NAMES.forEach((name, i) => {
-    const v = own(regs, name) as bigint | undefined;
+/**
+ * @internal Writes the checked registers (from {@link validateRegs}) into
+ * the 18 words at `words[at]`, leaving the words of those not given.
+ */
+export function regsToWords(values: readonly (bigint | undefined)[], w: BigUint64Array, at = 0): void {
+  for (let i = 0; i < 18; i++) {
+    const v = values[i];
     if (v !== undefined) w[at + i] = v;
-  });
+  }
 }
 
+const U64_MAX = (1n << 64n) - 1n;
+
 /**
- * @internal Checks a {@link RegsInput} and returns a clean copy holding
- * only own, known registers as bigints (what the addon reads).
+ * @internal Checks a {@link RegsInput}: its own, known registers as
+ * bigints in `struct kvm_regs` order, undefined where not given (what the
+ * addon reads). Each name of an error is built only when one is thrown:
+ * setRegs() runs this once per call.
  */
-export function validateRegs(regs: unknown, name = 'regs'): Partial<Record<keyof Regs, bigint>> {
+export function validateRegs(regs: unknown, name = 'regs'): (bigint | undefined)[] {
   const o = validateObject(regs, name, REG_NAMES);
-  const out: Partial<Record<keyof Regs, bigint>> = {};
-  for (const r of REG_NAMES) {
+  const out = new Array<bigint | undefined>(18);
+  for (let i = 0; i < 18; i++) {
+    const r = REG_NAMES[i]!;
     const v = own(o, r);
-    if (v !== undefined) out[r] = validateU64(v, `${name}.${r}`);
+    if (v === undefined) out[i] = undefined;
+    else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) out[i] = BigInt(v);
+    else if (typeof v === 'bigint' && v >= 0n && v <= U64_MAX) out[i] = v;
+    else out[i] = validateU64(v, `${name}.${r}`); // throws the typed error
   }
   return out;
 }

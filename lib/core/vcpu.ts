@@ -198,10 +198,10 @@ export class Vcpu {
    * `KVM_GET_REGS`, unless all 18 are given).
    */
   setRegs(regs: RegsInput): void {
-    const valid = validateRegs(regs);
+    const values = validateRegs(regs);
     const words = (this.#regs ??= new BigUint64Array(18));
-    if (Object.keys(valid).length < 18) this.native.getRegs(words);
-    regsToWords(valid, words);
+    if (values.includes(undefined)) this.native.getRegs(words);
+    regsToWords(values, words);
     this.native.setRegs(words);
   }
 
@@ -390,9 +390,9 @@ export class Vcpu {
 
   /** Writes registers into `kvm_run` for the next run to load; fields left out keep the synced values. */
   setSyncedRegs(regs: RegsInput): void {
-    const valid = validateRegs(regs);
+    const values = validateRegs(regs);
     const words = this.#syncWords('kvm_run.s.regs');
-    regsToWords(valid, words, SYNC_REGS / 8);
+    regsToWords(values, words, SYNC_REGS / 8);
     this.#markSynced(SYNC_X86_REGS);
   }
 
