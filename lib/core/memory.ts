@@ -71,10 +71,10 @@ export class GuestMemory {
   #whole: ArrayBuffer | undefined;
   #closed = false;
 
-  private constructor(native: NativeMemory, offset = 0, mapped = false) {
+  private constructor(native: NativeMemory, offset = 0, mapped = false, size = native.size) {
     this.native = native;
     this.#offset = offset;
-    this.#size = native.size;
+    this.#size = size;
     this.#mapped = mapped;
     wrappers.set(native, this);
   }
@@ -96,7 +96,7 @@ export class GuestMemory {
     }
     if (hugePages === 'hugetlb' && size % 0x200000 !== 0) throw outOfRange('size', 'a multiple of 2 MiB (2097152) for hugetlb pages', size);
     const thp = hugePages === 'hugetlb' ? 2 : hugePages === undefined ? -1 : hugePages ? 1 : 0;
-    return new GuestMemory(new binding.Memory(size, thp), 0, true);
+    return new GuestMemory(new binding.Memory(size, thp), 0, true, size);
   }
 
   /**
