@@ -107,7 +107,8 @@ export async function compare({ c, js, warmup, min = 50, pin = true }) {
   // Both sides on one CPU, where node-kvm runs on this thread: this host's
   // two vCPUs differ in speed from moment to moment, and a pair of rounds
   // on different ones compares the CPUs. Rows whose node-kvm side runs on
-  // another thread (runAsync(), a Worker) stay unpinned.
+  // another thread (runAsync(), a Worker), or on every CPU (a VM's life),
+  // say `pin: false`.
   const before = pin && cpus().length > 1 ? affinity() : undefined;
   const cpu = currentCpu();
   if (before !== undefined && pinMainThread(String(cpu))) pinnedCpu = cpu;
