@@ -57,18 +57,26 @@ static inline int open_kvm(void) {
 }
 
 // Real mode at 0x1000 (cs base 0), as realModeGuest() and setupMode() do.
-static inline void real_mode_at_code(int vcpu, unsigned long rcx) {
+static inline void real_mode_sregs(int vcpu) {
   struct kvm_sregs s;
   if (ioctl(vcpu, KVM_GET_SREGS, &s) < 0) die("KVM_GET_SREGS");
   s.cs.base = 0;
   s.cs.selector = 0;
   if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
+}
+
+static inline void real_mode_regs(int vcpu, unsigned long rcx) {
   struct kvm_regs regs;
   memset(&regs, 0, sizeof regs);
   regs.rip = GUEST_CODE;
   regs.rflags = 2;
   regs.rcx = rcx;
   if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+}
+
+static inline void real_mode_at_code(int vcpu, unsigned long rcx) {
+  real_mode_sregs(vcpu);
+  real_mode_regs(vcpu, rcx);
 }
 
 static inline void load_hex(unsigned char *to, size_t room, const char *hex) {

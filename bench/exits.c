@@ -36,6 +36,20 @@ static double exits_us(const char *mode, unsigned long n, const char *code) {
   return us / n;
 }
 
+// With this set (bench/inproc.c, for bench/parts.mjs), lifecycle_us() adds
+// each step's microseconds into it, in the order of lib's lifecycle: the
+// memory, the hlt byte, the VM, the slot, the vCPU, sregs, regs, the run,
+// closing the VM, unmapping the memory. The program leaves it null.
+static double *lifecycle_steps;
+#define STEP(k)                              \
+  do {                                       \
+    if (lifecycle_steps) {                   \
+      double u_ = now_us();                  \
+      lifecycle_steps[k] += u_ - t_;         \
+      t_ = u_;                               \
+    }                                        \
+  } while (0)
+
 // Microseconds per lifecycle; one /dev/kvm fd for all of them, as the
 // node-kvm side keeps one Kvm open.
 static double lifecycle_us(unsigned long n) {
@@ -44,25 +58,37 @@ static double lifecycle_us(unsigned long n) {
   size_t size = 1 << 20;
   double t0 = now_us();
   for (unsigned long i = 0; i < n; i++) {
-    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
-    if (vm < 0) die("KVM_CREATE_VM");
+    double t_ = lifecycle_steps ? now_us() : 0;
     unsigned char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) die("mmap");
+    STEP(0);
     mem[GUEST_CODE] = 0xf4; // hlt
+    STEP(1);
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    if (vm < 0) die("KVM_CREATE_VM");
+    STEP(2);
     struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = size,
                                             .userspace_addr = (unsigned long)mem};
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+    STEP(3);
     int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
     if (vcpu < 0) die("KVM_CREATE_VCPU");
     struct kvm_run *run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
     if (run == MAP_FAILED) die("mmap kvm_run");
-    real_mode_at_code(vcpu, 0);
+    STEP(4);
+    real_mode_sregs(vcpu);
+    STEP(5);
+    real_mode_regs(vcpu, 0);
+    STEP(6);
     if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
     if (run->exit_reason != KVM_EXIT_HLT) unexpected_exit("lifecycle", run->exit_reason);
+    STEP(7);
     munmap(run, run_size);
     close(vcpu);
     close(vm);
+    STEP(8);
     munmap(mem, size);
+    STEP(9);
   }
   double us = (now_us() - t0) / n;
   close(kvm);

@@ -74,27 +74,55 @@ const REGS = { rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rsp: 0, rbp: 0, r
 
 // The ioctls of bench/exits.c's lifecycle, through the public API: no TSS
 // or identity map (createVm's default adds them for Intel's real mode).
-export function lifecycles(n) {
+// With `steps` (bench/parts.mjs) each step's microseconds are added into
+// it, in the order of exits.c's STEP()s.
+export function lifecycles(n, steps) {
   const kvm = Kvm.open();
+  const step = stepper(steps);
   try {
     const t0 = now();
     for (let i = 0; i < n; i++) {
+      step(-1);
       const memory = GuestMemory.allocate(1 << 20);
+      step(0);
       memory.view(0x1000, 1)[0] = 0xf4; // hlt
+      step(1);
       const vm = kvm.createVm({ tssAddr: null });
+      step(2);
       vm.addSlot({ guestPhysAddr: 0, memory });
+      step(3);
       const vcpu = vm.createVcpu();
+      step(4);
       vcpu.setSregs({ cs: { base: 0, selector: 0 } });
+      step(5);
       vcpu.setRegs(REGS);
+      step(6);
       const exit = vcpu.run();
       if (exit.reason !== 'hlt') throw unexpected(exit);
+      step(7);
       vm.close();
+      step(8);
       memory.close();
+      step(9);
     }
     return usSince(t0) / n;
   } finally {
     kvm.close();
   }
+}
+
+/**
+ * step(k) adds the microseconds since the last step into steps[k] (k = -1
+ * only starts the clock); without steps it does nothing.
+ */
+export function stepper(steps) {
+  if (steps === undefined) return () => {};
+  let t = now();
+  return (k) => {
+    const u = now();
+    if (k >= 0) steps[k] += Number(u - t) / 1e3;
+    t = u;
+  };
 }
 
 export const rows = [

@@ -3,11 +3,13 @@
 // (its threads, mappings, caches) is told apart from what node-kvm's layers
 // cost.
 #include <node_api.h>
+#include <stdbool.h>
 
 #define BENCH_NO_MAIN
 #include "exits.c"
 
-// io(n, code) and lifecycle(n): microseconds per operation.
+// io(n, code) and lifecycle(n, steps?): microseconds per operation; with
+// steps (a Float64Array of 10) the lifecycle adds each step's time into it.
 static napi_value Run(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -22,7 +24,17 @@ static napi_value Run(napi_env env, napi_callback_info info) {
     napi_get_value_string_utf8(env, argv[1], code, sizeof code, &len);
     us = exits_us("io", (unsigned long)n, code);
   } else {
+    void *steps = NULL;
+    bool isTyped = false;
+    if (argc > 1 && napi_is_typedarray(env, argv[1], &isTyped) == napi_ok && isTyped) {
+      napi_typedarray_type type;
+      size_t length;
+      napi_get_typedarray_info(env, argv[1], &type, &length, &steps, NULL, NULL);
+      if (type != napi_float64_array || length < 10) steps = NULL;
+    }
+    lifecycle_steps = steps;
     us = lifecycle_us((unsigned long)n);
+    lifecycle_steps = NULL;
   }
   napi_value out;
   napi_create_double(env, us, &out);

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { cProgram, lib, now, root, ROUNDS, usSince } from './harness.mjs';
-import { ioExits, lifecycles, withGuest } from './exits.mjs';
+import { ioExits, lifecycles, stepper, withGuest } from './exits.mjs';
 import { GUESTS, hex } from './guests.mjs';
 import { buildC, INPROC } from './build.mjs';
 
@@ -44,27 +44,40 @@ function nativeIo(n) {
   });
 }
 
-// The lifecycle through the native objects, with the ioctls of exits.c.
-function nativeLifecycles(n) {
+// The lifecycle through the native objects, with the ioctls of exits.c
+// (and its steps, as lifecycles() in exits.mjs).
+function nativeLifecycles(n, steps) {
   const kvm = Kvm.open();
   const regs = new BigUint64Array(18);
   regs[16] = 0x1000n; // rip
   regs[17] = 2n; // rflags
+  const step = stepper(steps);
   try {
     const t0 = now();
     for (let i = 0; i < n; i++) {
+      step(-1);
       const memory = new binding.Memory(1 << 20, -1);
+      step(0);
       new Uint8Array(memory.view(0x1000, 1))[0] = 0xf4; // hlt
+      step(1);
       const vm = kvm.native.createVm(0);
+      step(2);
       vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory, 0);
+      step(3);
       const vcpu = vm.createVcpu(0);
+      step(4);
       const sregs = vcpu.getState('sregs');
       encodeSregs(sregs, { cs: { base: 0n, selector: 0 } });
       vcpu.setState('sregs', sregs);
+      step(5);
       vcpu.setRegs(regs);
+      step(6);
       if (binding.runVcpu(vcpu.runSlot) !== 5) throw new Error('native lifecycle: no hlt exit');
+      step(7);
       vm.close();
+      step(8);
       memory.close();
+      step(9);
     }
     return usSince(t0) / n;
   } finally {
@@ -110,4 +123,24 @@ for (const { name, n, ways } of figures) {
   console.log(`  the native layer (native / C inside Node): ${ratio('native', 'inNode')}`);
   console.log(`  the TypeScript layer (API / native):       ${ratio('api', 'native')}`);
   console.log(`  in all (API / C):                          ${ratio('api', 'c')}`);
+}
+
+// The VM's life step by step, the three ways that share a process: where
+// each layer's time goes (step k is exits.c's STEP(k)).
+const STEPS = ['memory', 'hlt byte', 'KVM_CREATE_VM', 'slot', 'vCPU', 'sregs', 'regs', 'KVM_RUN', 'close VM', 'close memory'];
+const stepWays = { inNode: (n, acc) => inproc.lifecycle(n, acc), native: nativeLifecycles, api: lifecycles };
+const acc = Object.fromEntries(Object.keys(stepWays).map((w) => [w, new Float64Array(STEPS.length)]));
+const STEP_N = 40;
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [w, f] of Object.entries(stepWays)) {
+    await turn();
+    f(STEP_N, acc[w]);
+  }
+}
+const per = (w, k) => acc[w][k] / (ROUNDS * STEP_N);
+const cell = (x) => x.toFixed(1).padStart(8);
+console.log(`the VM's life step by step (µs per step, means of ${ROUNDS} interleaved rounds of ${STEP_N})`);
+console.log(`  ${'step'.padEnd(14)}${'C in Node'.padStart(10)}${'native'.padStart(8)}${'API'.padStart(8)}${'native−C'.padStart(10)}${'API−native'.padStart(11)}`);
+for (let k = 0; k < STEPS.length; k++) {
+  console.log(`  ${STEPS[k].padEnd(14)}  ${cell(per('inNode', k))}${cell(per('native', k))}${cell(per('api', k))}${cell(per('native', k) - per('inNode', k))}  ${cell(per('api', k) - per('native', k))}`);
 }
