@@ -327,7 +327,17 @@ Napi::Value Vcpu::GetState(const Napi::CallbackInfo& info) {
   size_t size = std::strcmp(kind.name, "xsave") == 0 ? XsaveSize() : kind.size;
   Ioctl op{kind.get, kind.getName};
   if (size > kind.size) op = Ioctl{KVM_GET_XSAVE2_, "KVM_GET_XSAVE2"};
-  Napi::Uint8Array out = Napi::Uint8Array::New(env, size);
+  // `into`: the caller's bytes, reused (setSregs() reads and writes sregs
+  // on every call): no ArrayBuffer per call.
+  Napi::Uint8Array out;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    out = ReadBytes(info[1], "into");
+    if (out.ByteLength() != size) {
+      throw OutOfRangeError(env, "into.byteLength", std::to_string(size) + " (the size of the " + kind.name + " struct)");
+    }
+  } else {
+    out = Napi::Uint8Array::New(env, size);
+  }
   CheckedIoctl(env, fd, op, out.Data());
   return out;
 }

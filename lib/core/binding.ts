@@ -97,7 +97,8 @@ export interface NativeVcpu {
   readonly id: number;
   readonly running: boolean;
   readonly kickHandle: bigint;
-  getState(kind: StateKind): Uint8Array;
+  /** KVM_GET_<kind>, into `into` (exactly the struct's size) when given. */
+  getState(kind: StateKind, into?: Uint8Array): Uint8Array;
   setState(kind: StateKind, bytes: Uint8Array): void;
   getNestedState(): Uint8Array | null;
   setNestedState(bytes: Uint8Array): void;

@@ -81,7 +81,8 @@ const SREGS = LAYOUTS.sregs!;
 const SEG = LAYOUTS.segment!;
 const DT = LAYOUTS.dtable!;
 // Bytes of a `struct kvm_sregs`.
-const SREGS_SIZE = SREGS.size!;
+/** @internal The size of `struct kvm_sregs`. */
+export const SREGS_SIZE = SREGS.size!;
 
 function segmentAt(v: DataView, o: number): Segment {
   return {

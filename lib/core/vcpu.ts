@@ -2,7 +2,7 @@ import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
 import { decodeRun, type DebugExit, type RunWindows, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
-import { decodeSregs, encodeSregs, regsFromWords, regsToWords, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
+import { decodeSregs, encodeSregs, regsFromWords, regsToWords, SREGS_SIZE, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
 import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
@@ -72,6 +72,7 @@ export class Vcpu {
   #regs: BigUint64Array | undefined;
   #bytes: Uint8Array | undefined;
   readonly #windows: RunWindows = new Map();
+  #sregs: Uint8Array | undefined;
   readonly #slot: number;
 
   /** @internal */
@@ -207,13 +208,13 @@ export class Vcpu {
 
   /** `KVM_GET_SREGS`. */
   getSregs(): Sregs {
-    return decodeSregs(this.native.getState('sregs'));
+    return decodeSregs(this.native.getState('sregs', this.#sregsBytes()));
   }
 
   /** `KVM_SET_SREGS`; fields left out keep their values (read first with `KVM_GET_SREGS`). */
   setSregs(sregs: SregsInput): void {
     const valid = validateSregs(sregs);
-    const bytes = this.native.getState('sregs');
+    const bytes = this.native.getState('sregs', this.#sregsBytes());
     encodeSregs(bytes, valid);
     this.native.setState('sregs', bytes);
   }
@@ -537,6 +538,12 @@ export class Vcpu {
    */
   harvestDirtyRingInto(slots: Uint32Array, offsets: BigUint64Array): number {
     return harvestDirtyRingInto(this.native, this.vm.native, slots, offsets);
+  }
+
+  // The sregs struct's bytes, one buffer per vCPU for getSregs() and
+  // setSregs() (both decode or encode it at once; neither lets it out).
+  #sregsBytes(): Uint8Array {
+    return (this.#sregs ??= new Uint8Array(SREGS_SIZE));
   }
 
   #decode(): VmExit {

@@ -235,6 +235,16 @@ describe('runs that always end', () => {
     expect(r.stdout.trim().split('\n')).toEqual([...Array(7).fill('ERR_INVALID_ARG_TYPE'), '5']);
   });
 
+  it('reads a vCPU state into a buffer of exactly its size, refusing any other, typed', () => {
+    using g = realModeGuest([0xf4]);
+    const native = g.vcpu.native;
+    const into = new Uint8Array(native.getState('sregs').length);
+    expect(native.getState('sregs', into)).toBe(into);
+    expect(into.some((b) => b !== 0)).toBe(true); // cs.base and friends are set
+    expect(catchError(() => native.getState('sregs', new Uint8Array(into.length - 1)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(catchError(() => native.getState('sregs', 'x' as unknown as Uint8Array))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
   it('lets worker.terminate() and process.exit() return while a worker sits in a sync run, or builds its guest', () => {
     const script = (how: string, setupFirst: boolean) => `
       const { Worker } = require('node:worker_threads');
