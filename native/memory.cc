@@ -48,10 +48,7 @@ class RegisteredMapping : public Mapping {
   RegisteredMapping& operator=(const RegisteredMapping&) = delete;
   ~RegisteredMapping() {
     std::lock_guard<std::mutex> lock(registry_->mu);
-    // Its own entry, not that of a later mapping at the same address
-    // (UnmapNow() let the range go early): this one's has expired.
-    auto it = registry_->byAddress.find(reinterpret_cast<uintptr_t>(data()));
-    if (it != registry_->byAddress.end() && it->second.expired()) registry_->byAddress.erase(it);
+    registry_->byAddress.erase(reinterpret_cast<uintptr_t>(data()));
   }
 
  private:
@@ -64,17 +61,6 @@ std::shared_ptr<Mapping> NewMapping(uint8_t* base, size_t size) {
   std::lock_guard<std::mutex> lock(registry->mu);
   registry->byAddress[reinterpret_cast<uintptr_t>(base)] = m;
   return m;
-}
-
-// Leaves the registry, then unmaps: the address may be mapped again at once.
-void UnmapNow(const std::shared_ptr<Mapping>& m) {
-  {
-    auto registry = TheRegistry();
-    std::lock_guard<std::mutex> lock(registry->mu);
-    auto it = registry->byAddress.find(reinterpret_cast<uintptr_t>(m->data()));
-    if (it != registry->byAddress.end() && it->second.lock() == m) registry->byAddress.erase(it);
-  }
-  m->Unmap();
 }
 
 std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
@@ -188,7 +174,6 @@ void Memory::MakeBuffer(Napi::Env env) {
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
       env, data_, size_, [keep](Napi::Env, void*) mutable { keep.reset(); });
   buffer_ = Napi::Persistent(Napi::Value(ab));
-  buffersMade_++;
 }
 
 void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
@@ -267,7 +252,6 @@ Napi::Value Memory::View(const Napi::CallbackInfo& info) {
                    windows_.end());
   }
   windows_.push_back(Napi::Weak(ab));
-  buffersMade_++;
   return ab;
 }
 
@@ -321,27 +305,17 @@ void Memory::Close(const Napi::CallbackInfo& info) {
     // (a buffer's finalizer, an alias, a slot) drops its reference. (This
     // buffer is never marked untransferable by node-kvm: on Node 24 a marked
     // buffer cannot be detached, and V8 would abort.)
-    size_t cut = 0;
-    auto detach = [&cut](Napi::ArrayBuffer ab) {
-      if (ab.IsEmpty() || ab.IsDetached()) return;
-      ab.Detach();
-      cut++;
-    };
-    if (!buffer_.IsEmpty()) detach(buffer_.Value().As<Napi::ArrayBuffer>());
-    for (auto& w : windows_) detach(w.Value());
-    windows_.clear();
-    if (cut == buffersMade_ && mapping_.use_count() == static_cast<long>(1 + buffersMade_)) {
-      // Every buffer ever made over the pages was cut off just now, and
-      // nothing else (an alias) holds them: unmap at once, as C would.
-      UnmapNow(mapping_);
-    } else {
-      // A buffer may have escaped detaching (moved out by
-      // ArrayBuffer.prototype.transfer(), or collected with its finalizer
-      // still to run): the address range goes when the finalizers run,
-      // after the event loop turns, and the pages go now. No slot maps them
-      // (pins is 0); an escaped buffer reads zeros, never freed memory.
-      ::madvise(data_, size_, MADV_DONTNEED);
+    if (!buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
+    for (auto& w : windows_) {
+      Napi::ArrayBuffer ab = w.Value();
+      if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     }
+    windows_.clear();
+    // The address range goes when the buffers' finalizers run, after the
+    // event loop turns; the pages go now. No slot maps them (pins is 0), and
+    // a buffer that escaped detaching (ArrayBuffer.prototype.transfer())
+    // reads zeros instead of freed memory.
+    ::madvise(data_, size_, MADV_DONTNEED);
   }
   mapping_.reset();
   buffer_.Reset();

@@ -65,7 +65,6 @@ class Memory : public Napi::ObjectWrap<Memory> {
   bool closed_ = false;
   std::shared_ptr<Mapping> mapping_;     // kMapped: ours; borrowed: the addon mapping it views, if any
   std::vector<Napi::Reference<Napi::ArrayBuffer>> windows_;  // weak: views made by View(), detached at close
-  size_t buffersMade_ = 0;  // ArrayBuffers ever made over the mapping: buffer_ and the views
   Napi::Reference<Napi::Value> buffer_;  // kMapped: our ArrayBuffer; else the caller's source
 };
 

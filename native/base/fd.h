@@ -42,12 +42,8 @@ class Mapping {
   Mapping(void* addr, size_t len) : addr_(addr), len_(len) {}
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { Unmap(); }
-  // Unmaps now, for an owner that knows nothing can reach the pages any
-  // more; the destructor then leaves the range (maybe reused) alone.
-  void Unmap() {
-    if (addr_ != MAP_FAILED && addr_ != nullptr && !unmapped_) ::munmap(addr_, len_);
-    unmapped_ = true;
+  ~Mapping() {
+    if (addr_ != MAP_FAILED && addr_ != nullptr) ::munmap(addr_, len_);
   }
   uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
   size_t size() const { return len_; }
@@ -58,7 +54,6 @@ class Mapping {
  private:
   void* addr_;
   size_t len_;
-  bool unmapped_ = false;
 };
 
 }  // namespace nodekvm
