@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <memory>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -34,14 +35,21 @@ constexpr int64_t kResignalNs = 1'000'000;
 
 class Watchdog : public std::enable_shared_from_this<Watchdog> {
  public:
-  void Add(SyncRun* r) {
+  // 0, or the errno of a watchdog thread that could not start (then r is
+  // not added: its runs could never time out).
+  int Add(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
-    runs_.push_back(r);
     if (!started_) {
+      try {
+        // Detached: it sleeps when no run needs it, and holds itself alive.
+        std::thread([self = shared_from_this()] { self->Loop(); }).detach();
+      } catch (const std::system_error& e) {
+        return e.code().value();
+      }
       started_ = true;
-      // Detached: it sleeps when no run needs it, and holds itself alive.
-      std::thread([self = shared_from_this()] { self->Loop(); }).detach();
     }
+    runs_.push_back(r);
+    return 0;
   }
   void Remove(SyncRun* r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -201,7 +209,7 @@ void UnblockKickSignal() {
   done = true;
 }
 
-void WatchAdd(SyncRun* r) { TheWatchdog().Add(r); }
+int WatchAdd(SyncRun* r) { return TheWatchdog().Add(r); }
 void WatchRemove(SyncRun* r) { TheWatchdog().Remove(r); }
 namespace watch {
 std::atomic<bool> asleep{false};

@@ -48,7 +48,9 @@ int64_t MonotonicNs();
 // environment is terminating: worker.terminate(), process.exit()).
 // WatchAdd() once before the first run; after WatchRemove() returns, the
 // watchdog no longer touches r or its kvm_run.
-void WatchAdd(SyncRun* r);
+// WatchAdd() returns 0, or the errno of a watchdog thread that could not
+// start (r is then not added).
+int WatchAdd(SyncRun* r);
 void WatchRemove(SyncRun* r);
 namespace watch {
 // How late a deadline may be noticed, rather than wake the watchdog.

@@ -172,7 +172,7 @@ Napi::Value Vcpu::Run(const Napi::CallbackInfo& info) {
     EnsureKickHandler(env);
     UnblockKickSignal();
     watch.run = core_->run();
-    WatchAdd(&watch);
+    if (int err = WatchAdd(&watch)) throw SysError(env, err, "pthread_create", "the watchdog thread that ends sync runs");
     watch.added = true;
   }
   WatchBegin(&watch, deadline);
