@@ -59,9 +59,9 @@ let pinnedCpu;
 // Sets the affinity of this process's main thread only (its TID is the
 // PID; taskset -p without -a leaves the other threads alone). False where
 // taskset is missing.
-function pinMainThread(cpus) {
+function pinMainThread(list) {
   try {
-    execFileSync('taskset', ['-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-p', '-c', list, String(process.pid)], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -90,7 +90,10 @@ const quantile = (xs, q) => {
   const lo = Math.floor(at);
   return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (at - lo);
 };
-const median = (xs) => quantile(xs, 0.5);
+export const median = (xs) => quantile(xs, 0.5);
+
+/** A turn of the event loop. */
+export const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Runs a row: `c(n)` and `js(n)` each do n operations and return
@@ -110,8 +113,10 @@ export async function compare({ c, js, warmup, min = 50, pin = true }) {
   // another thread (runAsync(), a Worker), or on every CPU (a VM's life),
   // say `pin: false`.
   const before = pin && cpus().length > 1 ? affinity() : undefined;
-  const cpu = currentCpu();
-  if (before !== undefined && pinMainThread(String(cpu))) pinnedCpu = cpu;
+  if (before !== undefined) {
+    const cpu = currentCpu();
+    if (pinMainThread(String(cpu))) pinnedCpu = cpu;
+  }
   try {
     return { ...(await rounds({ c, js, warmup, min })), pinned: pinnedCpu };
   } finally {
@@ -132,7 +137,7 @@ async function rounds({ c, js, warmup, min }) {
     // A turn of the event loop, as a program has between bursts: buffers'
     // finalizers run there (unmapping closed memory), as the C program's
     // memory goes when it exits.
-    await new Promise((resolve) => setImmediate(resolve));
+    await turn();
     jsRounds.push(await js(n.js));
   }
   const ratios = jsRounds.map((js, i) => js / cRounds[i]);

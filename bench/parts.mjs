@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { cProgram, lib, now, root, ROUNDS, usSince } from './harness.mjs';
+import { cProgram, lib, median, now, root, ROUNDS, turn, usSince } from './harness.mjs';
 import { ioExits, lifecycles, stepper, withGuest } from './exits.mjs';
 import { GUESTS, hex } from './guests.mjs';
 import { buildC, INPROC } from './build.mjs';
@@ -103,8 +103,6 @@ const figures = [
   },
 ];
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 for (const { name, n, ways } of figures) {
   const names = Object.keys(ways);
   for (const w of names) await ways[w](Math.ceil(n / 10)); // warm-up

@@ -46,10 +46,9 @@ int64_t MonotonicNs();
 // A process-wide thread that signals sync runs which passed their deadline
 // or have run for a while (so that they can check whether their
 // environment is terminating: worker.terminate(), process.exit()).
-// WatchAdd() once before the first run; after WatchRemove() returns, the
-// watchdog no longer touches r or its kvm_run.
-// WatchAdd() returns 0, or the errno of a watchdog thread that could not
-// start (r is then not added).
+// WatchAdd() once before the first run: 0, or the errno of a watchdog
+// thread that could not start (r is then not added). After WatchRemove()
+// returns, the watchdog no longer touches r or its kvm_run.
 int WatchAdd(SyncRun* r);
 void WatchRemove(SyncRun* r);
 namespace watch {

@@ -80,7 +80,6 @@ const LAYOUTS = binding.stateLayouts as Record<string, Offsets>;
 const SREGS = LAYOUTS.sregs!;
 const SEG = LAYOUTS.segment!;
 const DT = LAYOUTS.dtable!;
-// Bytes of a `struct kvm_sregs`.
 /** @internal The size of `struct kvm_sregs`. */
 export const SREGS_SIZE = SREGS.size!;
 

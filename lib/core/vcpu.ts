@@ -8,8 +8,6 @@ import { KvmError } from './errors';
 import { constants as osConstants } from 'node:os';
 import { outOfRange, own, validateInteger, validateInstance, validateArray, validateBoolean, validateFunction, validateObject, validateOptions, validateU64, validateUint8Array } from './validate';
 import { binding } from './binding';
-
-const { runVcpu } = binding;
 import { ExitReason } from './constants';
 import type { Vm } from './vm';
 import { drainCoalesced, harvestDirtyRing, harvestDirtyRingInto, type CoalescedCallback, type CoalescedWrite, type DirtyGfn } from './rings';
@@ -40,6 +38,7 @@ export interface GuestDebugOptions {
   softwareBreakpoints?: boolean;
 }
 
+const { runVcpu } = binding;
 const C = binding.constants as Record<string, number>;
 const RUN = binding.runLayout as Record<string, number>;
 const SYNC_REGS = RUN.syncRegs!;

@@ -134,18 +134,18 @@ export class Vm {
         );
       }
     }
+    let hva: bigint;
     if (own(o, 'guestMemfd') !== undefined) {
       const g = validateObject(o.guestMemfd, 'options.guestMemfd', ['memfd', 'offset']);
       const memfd = validateInstance(g.memfd, 'options.guestMemfd.memfd', GuestMemfd);
       const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
       validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
       if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
-      const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
-      this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
+      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
     } else {
-      const hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
-      this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
+      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
     }
+    this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
     return this.#slots.get(id)!;
   }
 
@@ -504,8 +504,6 @@ export class Vm {
     return id;
   }
 
-  // The addon keeps the one record of the slots; this mirrors it whenever
-  // it changed (added, moved, re-flagged, deleted, dropped by a run).
   // When the slot just added is the only change since the last #sync(),
   // its wrapper is made from what addSlot() knows: no native round trip.
   // `init` is a literal the caller builds: an object spread here cost
@@ -519,6 +517,8 @@ export class Vm {
     this.#generation++;
   }
 
+  // The addon keeps the one record of the slots; this mirrors it whenever
+  // it changed (added, moved, re-flagged, deleted, dropped by a run).
   #sync(): void {
     const generation = this.native.slotGeneration;
     if (generation === this.#generation) return;
