@@ -71,6 +71,22 @@ describe('vCPU state round trips', () => {
     expect(d.dr7).toBe(0x405n);
   });
 
+  it('keeps the registers of each vCPU apart when calls on two vCPUs interleave', () => {
+    using g = realModeGuest([0xf4]);
+    const a = g.vcpu;
+    const b = g.vm.createVcpu();
+    a.setSregs({ cs: { base: 0x1000n, selector: 0x100 } });
+    b.setSregs({ cs: { base: 0x2000n, selector: 0x200 } });
+    a.setRegs({ rax: 1, rbx: 11 });
+    b.setRegs({ rax: 2, rbx: 22 });
+    // Partial writes read the vCPU's own registers first.
+    a.setRegs({ rbx: 111 });
+    b.setSregs({ ds: { base: 0x3000n, selector: 0x300 } });
+    expect([a.getRegs().rax, a.getRegs().rbx, b.getRegs().rax, b.getRegs().rbx]).toEqual([1n, 111n, 2n, 22n]);
+    expect([a.getSregs().cs.base, a.getSregs().cs.selector, a.getSregs().ds.selector]).toEqual([0x1000n, 0x100, 0]);
+    expect([b.getSregs().cs.base, b.getSregs().ds.base, b.getSregs().ds.selector]).toEqual([0x2000n, 0x3000n, 0x300]);
+  });
+
   it('reports the MP state; without the in-kernel irqchip only runnable is allowed', () => {
     using g = realModeGuest([0xf4]);
     expect(g.vcpu.getMpState()).toBe('runnable');
