@@ -50,6 +50,16 @@ struct guest {
   int run_size;
 };
 
+// ioctl, retried on EINTR: inside a Node process (bench/inproc.c) io_uring
+// task work can interrupt a system call with no signal delivered, and
+// node-kvm retries those too.
+static inline int xioctl(int fd, unsigned long request, void *arg) {
+  int r;
+  do r = ioctl(fd, request, arg);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
 static inline int open_kvm(void) {
   int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (kvm < 0) die("open /dev/kvm");
@@ -59,10 +69,10 @@ static inline int open_kvm(void) {
 // Real mode at 0x1000 (cs base 0), as realModeGuest() and setupMode() do.
 static inline void real_mode_sregs(int vcpu) {
   struct kvm_sregs s;
-  if (ioctl(vcpu, KVM_GET_SREGS, &s) < 0) die("KVM_GET_SREGS");
+  if (xioctl(vcpu, KVM_GET_SREGS, &s) < 0) die("KVM_GET_SREGS");
   s.cs.base = 0;
   s.cs.selector = 0;
-  if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
+  if (xioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
 }
 
 static inline void real_mode_regs(int vcpu, unsigned long rcx) {
@@ -71,7 +81,7 @@ static inline void real_mode_regs(int vcpu, unsigned long rcx) {
   regs.rip = GUEST_CODE;
   regs.rflags = 2;
   regs.rcx = rcx;
-  if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+  if (xioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
 }
 
 static inline void real_mode_at_code(int vcpu, unsigned long rcx) {
@@ -93,7 +103,7 @@ static inline void load_hex(unsigned char *to, size_t room, const char *hex) {
 // about to run it with rcx = n.
 static inline void guest_open(struct guest *g, size_t size, const char *hex, unsigned long n) {
   g->kvm = open_kvm();
-  g->vm = ioctl(g->kvm, KVM_CREATE_VM, 0);
+  g->vm = xioctl(g->kvm, KVM_CREATE_VM, NULL);
   if (g->vm < 0) die("KVM_CREATE_VM");
   g->size = size;
   g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -101,10 +111,10 @@ static inline void guest_open(struct guest *g, size_t size, const char *hex, uns
   load_hex(g->mem + GUEST_CODE, size - GUEST_CODE, hex);
   struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = size,
                                           .userspace_addr = (unsigned long)g->mem};
-  if (ioctl(g->vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
-  g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0);
+  if (xioctl(g->vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  g->vcpu = xioctl(g->vm, KVM_CREATE_VCPU, NULL);
   if (g->vcpu < 0) die("KVM_CREATE_VCPU");
-  g->run_size = ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  g->run_size = xioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
   g->run = mmap(NULL, g->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0);
   if (g->run == MAP_FAILED) die("mmap kvm_run");
   real_mode_at_code(g->vcpu, n);

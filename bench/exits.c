@@ -54,7 +54,7 @@ static double *lifecycle_steps;
 // node-kvm side keeps one Kvm open.
 static double lifecycle_us(unsigned long n) {
   int kvm = open_kvm();
-  int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  int run_size = xioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
   size_t size = 1 << 20;
   double t0 = now_us();
   for (unsigned long i = 0; i < n; i++) {
@@ -64,14 +64,14 @@ static double lifecycle_us(unsigned long n) {
     STEP(0);
     mem[GUEST_CODE] = 0xf4; // hlt
     STEP(1);
-    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    int vm = xioctl(kvm, KVM_CREATE_VM, NULL);
     if (vm < 0) die("KVM_CREATE_VM");
     STEP(2);
     struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = size,
                                             .userspace_addr = (unsigned long)mem};
-    if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+    if (xioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
     STEP(3);
-    int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    int vcpu = xioctl(vm, KVM_CREATE_VCPU, NULL);
     if (vcpu < 0) die("KVM_CREATE_VCPU");
     struct kvm_run *run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
     if (run == MAP_FAILED) die("mmap kvm_run");
@@ -80,7 +80,8 @@ static double lifecycle_us(unsigned long n) {
     STEP(5);
     real_mode_regs(vcpu, 0);
     STEP(6);
-    if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
+    // As node-kvm's side runs again after an `intr` exit.
+    if (xioctl(vcpu, KVM_RUN, NULL) < 0) die("KVM_RUN");
     if (run->exit_reason != KVM_EXIT_HLT) unexpected_exit("lifecycle", run->exit_reason);
     STEP(7);
     munmap(run, run_size);

@@ -97,7 +97,8 @@ export function lifecycles(n, steps) {
       step(5);
       vcpu.setRegs(REGS);
       step(6);
-      const exit = vcpu.run();
+      let exit = vcpu.run();
+      while (exit.reason === 'intr') exit = vcpu.run();
       if (exit.reason !== 'hlt') throw unexpected(exit);
       step(7);
       vm.close();

@@ -26,6 +26,13 @@ const { binding } = createRequire(import.meta.url)(join(root, 'dist/core/binding
 const { encodeSregs } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
 const { Kvm } = lib;
 
+// User CPU time is what the layers add on top of the kernel's work. The
+// kernel counts it in ticks (250 Hz here): over a figure's rounds that is
+// hundreds of ticks, a few percent of error. Node 23.9+ counts this thread
+// alone; older lines count the process (its other threads are idle here).
+const cpu = process.threadCpuUsage ? () => process.threadCpuUsage() : () => process.cpuUsage();
+const CPU_SOURCE = process.threadCpuUsage ? 'this thread' : 'this process';
+
 // The I/O loop through the native vCPU object: one N-API call per exit,
 // the exit reason only (no exit object).
 function nativeIo(n) {
@@ -72,7 +79,9 @@ function nativeLifecycles(n, steps) {
       step(5);
       vcpu.setRegs(regs);
       step(6);
-      if (binding.runVcpu(vcpu.runSlot) !== 5) throw new Error('native lifecycle: no hlt exit');
+      let reason = binding.runVcpu(vcpu.runSlot);
+      while (reason === 10) reason = binding.runVcpu(vcpu.runSlot); // KVM_EXIT_INTR
+      if (reason !== 5) throw new Error('native lifecycle: no hlt exit');
       step(7);
       vm.close();
       step(8);
@@ -107,10 +116,13 @@ for (const { name, n, ways } of figures) {
   const names = Object.keys(ways);
   for (const w of names) await ways[w](Math.ceil(n / 10)); // warm-up
   const rounds = Object.fromEntries(names.map((w) => [w, []]));
+  const user = Object.fromEntries(names.map((w) => [w, 0]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const w of names) {
       await turn();
+      const before = cpu();
       rounds[w].push(await ways[w](n));
+      user[w] += cpu().user - before.user;
     }
   }
   const us = (w) => median(rounds[w]).toFixed(2);
@@ -121,6 +133,9 @@ for (const { name, n, ways } of figures) {
   console.log(`  the native layer (native / C inside Node): ${ratio('native', 'inNode')}`);
   console.log(`  the TypeScript layer (API / native):       ${ratio('api', 'native')}`);
   console.log(`  in all (API / C):                          ${ratio('api', 'c')}`);
+  // The C program's user time is its own process's: not counted here.
+  const perOp = (w) => (user[w] / (ROUNDS * n)).toFixed(2);
+  console.log(`  user CPU time of ${CPU_SOURCE}, µs per operation: C inside Node ${perOp('inNode')} | native layer ${perOp('native')} | API ${perOp('api')}`);
 }
 
 // The VM's life step by step, the three ways that share a process: where
