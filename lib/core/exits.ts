@@ -228,6 +228,51 @@ function runWindow(bytes: Uint8Array, windows: RunWindows, offset: number, lengt
   return w;
 }
 
+// The two exits a device loop sees most, as classes: their data is own
+// properties as in a literal, but `respond` lives on the prototype, so an
+// exit costs one object rather than an object, a closure and its context.
+// `respond` is a getter handing out a function bound to its exit, so that
+// `const { respond } = exit` still works.
+class IoExitRecord implements IoExit {
+  readonly reason = 'io';
+  constructor(
+    readonly direction: 'in' | 'out',
+    readonly port: number,
+    readonly size: number,
+    readonly count: number,
+    readonly data: Uint8Array,
+    readonly value: number,
+  ) {}
+
+  get respond(): (value: number | ArrayLike<number>) => void {
+    return (value) => {
+      const { count, size, data } = this;
+      const values = typeof value === 'number' ? [value] : checkList(value, 'value', count);
+      const words = values.map((v, i) => checkWord(v, typeof value === 'number' ? 'value' : `value[${i}]`, size));
+      words.forEach((v, i) => writeLE(data, i * size, size, v));
+    };
+  }
+}
+
+class MmioExitRecord implements MmioExit {
+  readonly reason = 'mmio';
+  constructor(
+    readonly address: bigint,
+    readonly length: number,
+    readonly isWrite: boolean,
+    readonly data: Uint8Array,
+    readonly value: bigint,
+  ) {}
+
+  get respond(): (value: number | bigint | ArrayLike<number>) => void {
+    return (v) => {
+      const { length, data } = this;
+      if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, checkWord(v, 'value', length || 1));
+      else data.set(checkList(v, 'value', length).map((b, i) => validateInteger(b, `value[${i}]`, 0, 255)));
+    };
+  }
+}
+
 /** @internal {@link decodeExit} over a vCPU's own, known-good kvm_run views: no checks per exit. */
 export function decodeRun(view: DataView, bytes: Uint8Array, windows: RunWindows): VmExit {
   const reason = view.getUint32(OFF.exitReason, true);
@@ -240,38 +285,14 @@ export function decodeRun(view: DataView, bytes: Uint8Array, windows: RunWindows
       const length = size * count;
       if (offset + length > bytes.length) throw invalidArgValue('bytes', bytes, `is too short: io exit data at ${offset}+${length} is outside kvm_run`);
       const data = runWindow(bytes, windows, offset, length);
-      return {
-        reason: 'io',
-        direction: view.getUint8(OFF.ioDirection) === 0 ? 'in' : 'out',
-        port: view.getUint16(OFF.ioPort, true),
-        size,
-        count,
-        data,
-        value: readLE(data, 0, size),
-        respond(value) {
-          const values = typeof value === 'number' ? [value] : checkList(value, 'value', count);
-          const words = values.map((v, i) => checkWord(v, typeof value === 'number' ? 'value' : `value[${i}]`, size));
-          words.forEach((v, i) => writeLE(data, i * size, size, v));
-        },
-      };
+      return new IoExitRecord(view.getUint8(OFF.ioDirection) === 0 ? 'in' : 'out', view.getUint16(OFF.ioPort, true), size, count, data, readLE(data, 0, size));
     }
     case ExitReason.MMIO: {
       const length = Math.min(view.getUint32(OFF.mmioLen, true), 8);
       const data = runWindow(bytes, windows, OFF.mmioData, length);
       // One bigint per exit, not one per byte: up to 6 bytes fit a number.
       const value = length === 8 ? view.getBigUint64(OFF.mmioData, true) : BigInt(readLE(data, 0, length));
-      return {
-        reason: 'mmio',
-        address: view.getBigUint64(OFF.mmioPhysAddr, true),
-        length,
-        isWrite: view.getUint8(OFF.mmioIsWrite) !== 0,
-        data,
-        value,
-        respond(v) {
-          if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, checkWord(v, 'value', length || 1));
-          else data.set(checkList(v, 'value', length).map((b, i) => validateInteger(b, `value[${i}]`, 0, 255)));
-        },
-      };
+      return new MmioExitRecord(view.getBigUint64(OFF.mmioPhysAddr, true), length, view.getUint8(OFF.mmioIsWrite) !== 0, data, value);
     }
     case ExitReason.HLT:
       return { reason: 'hlt' };
