@@ -40,6 +40,10 @@ describe('decodeExit', () => {
     expect([...bytes.subarray(4096, 4102)]).toEqual([2, 1, 4, 3, 6, 5]);
     exit.respond(0xffff);
     expect(view.getUint16(4096, true)).toBe(0xffff);
+    // Taken off its exit, respond still answers that exit.
+    const { respond } = exit;
+    respond([7, 8, 9]);
+    expect([...bytes.subarray(4096, 4102)]).toEqual([7, 0, 8, 0, 9, 0]);
   });
 
   it('refuses io data that would lie outside kvm_run', () => {
@@ -70,6 +74,9 @@ describe('decodeExit', () => {
     if (exit.reason !== 'mmio') throw new Error(exit.reason);
     exit.respond(0x0102030405060708n);
     expect(r.view.getBigUint64(off('mmioData'), true)).toBe(0x0102030405060708n);
+    const { respond } = exit;
+    respond([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(r.view.getBigUint64(off('mmioData'), true)).toBe(0x0807060504030201n);
   });
 
   it('decodes the failure exits with their reasons', () => {
