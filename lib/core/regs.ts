@@ -179,24 +179,22 @@ export function regsToWords(values: readonly (bigint | undefined)[], w: BigUint6
   }
 }
 
-const U64_MAX = (1n << 64n) - 1n;
+// The error names of the registers, made once: setRegs() checks all 18 on
+// every call.
+const REG_ARG_NAMES = REG_NAMES.map((r) => `regs.${r}`);
 
 /**
  * @internal Checks a {@link RegsInput}: its own, known registers as
  * bigints in `struct kvm_regs` order, undefined where not given (what the
- * addon reads). Each name of an error is built only when one is thrown:
- * setRegs() runs this once per call.
+ * addon reads).
  */
 export function validateRegs(regs: unknown, name = 'regs'): (bigint | undefined)[] {
   const o = validateObject(regs, name, REG_NAMES);
+  const names = name === 'regs' ? REG_ARG_NAMES : REG_NAMES.map((r) => `${name}.${r}`);
   const out = new Array<bigint | undefined>(18);
   for (let i = 0; i < 18; i++) {
-    const r = REG_NAMES[i]!;
-    const v = own(o, r);
-    if (v === undefined) out[i] = undefined;
-    else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) out[i] = BigInt(v);
-    else if (typeof v === 'bigint' && v >= 0n && v <= U64_MAX) out[i] = v;
-    else out[i] = validateU64(v, `${name}.${r}`); // throws the typed error
+    const v = own(o, REG_NAMES[i]!);
+    out[i] = v === undefined ? undefined : validateU64(v, names[i]!);
   }
   return out;
 }

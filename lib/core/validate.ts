@@ -98,8 +98,9 @@ export function validateU64(value: unknown, name: string, max = U64_MAX): bigint
     if (value < 0 || value > Number.MAX_SAFE_INTEGER) {
       throw outOfRange(name, `>= 0 && <= ${showNumber(Number.MAX_SAFE_INTEGER)} (use a bigint above 2^53)`, value);
     }
-    if (BigInt(value) > max) throw outOfRange(name, `<= ${showNumber(max)}`, value);
-    return BigInt(value);
+    const v = BigInt(value);
+    if (v > max) throw outOfRange(name, `<= ${showNumber(max)}`, value);
+    return v;
   }
   throw invalidArgType(name, 'of type bigint or number', value);
 }

@@ -557,8 +557,6 @@ export class Vcpu {
   }
 }
 
-// Exits that carry only their reason, decoded without kvm_run: a vCPU
-// that just halts never pays for the buffer over it.
 // One regs and one sregs buffer for every vCPU of this thread: each call
 // fills, encodes or decodes its buffer at once and lets no user code run in
 // between. A typed array over 64 bytes gets its own off-heap store: made
@@ -568,6 +566,8 @@ let sregsBytes: Uint8Array | undefined;
 const regsScratch = (): BigUint64Array => (regsWords ??= new BigUint64Array(18));
 const sregsScratch = (): Uint8Array => (sregsBytes ??= new Uint8Array(SREGS_SIZE));
 
+// Exits that carry only their reason, decoded without kvm_run: a vCPU
+// that just halts never pays for the buffer over it.
 function bareExit(reason: number): VmExit | undefined {
   if (reason === ExitReason.HLT) return { reason: 'hlt' };
   if (reason === ExitReason.SHUTDOWN) return { reason: 'shutdown' };
