@@ -11,7 +11,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 const root = join(__dirname, '../../..');
 const tmp = mkdtempSync(join(tmpdir(), 'node-kvm-pack-'));
@@ -73,6 +73,11 @@ beforeAll(() => {
   }
   app = freshProject('app');
 }, 300_000);
+
+// These tests block on child processes for a minute in all. A turn of the
+// event loop between them lets vitest's worker answer its runner, whose
+// calls time out after 60 s.
+beforeEach(() => new Promise<void>((resolve) => setImmediate(resolve)));
 
 describe('the packed package', () => {
   it('ships the prebuild, the ESM entry and the sources its maps name, and no tests or build output', () => {
