@@ -27,13 +27,14 @@ void UnblockKickSignal();
 struct SyncRun {
   enum Reason : int { kNone = 0, kTick = 1, kTimeout = 2 };
   enum State : int { kIdle = 0, kActive = 1, kSignalling = 2 };
+  // The owner's per-run fields first, in one cache line (see VcpuCore).
   std::atomic<int> state{kIdle};
+  std::atomic<int> reason{kNone};
   std::atomic<uint64_t> gen{0};  // counts runs: one long run is told from many short ones
   std::atomic<int64_t> deadlineNs{0};  // CLOCK_MONOTONIC; 0: none
-  std::atomic<int> reason{kNone};
   std::atomic<pthread_t> thread{};
-  kvm_run* run = nullptr;
   bool added = false;  // owner's side: WatchAdd() was called
+  kvm_run* run = nullptr;
   // The watchdog's own: the run it saw last, when it ticks it, and when it
   // signals a run past its deadline again.
   uint64_t seenGen = 0;

@@ -49,8 +49,8 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
 
  private:
   int Fd(const char* syscall, bool forRun = false);
-  static Napi::Value RunSlot(const Napi::CallbackInfo& info);
-  Napi::Value Run(const Napi::CallbackInfo& info);
+  static napi_value RunSlot(napi_env env, napi_callback_info info);
+  napi_value Run(napi_env env, napi_value timeoutMs);
   void Park(const Napi::CallbackInfo& info);
   void Unpark(const Napi::CallbackInfo& info);
   Napi::Value RunAsync(const Napi::CallbackInfo& info);

@@ -125,7 +125,7 @@ int Vm::DeleteSlot(uint32_t id) {
   region.guest_phys_addr = it == slots_.end() ? 0 : it->second.gpa;
   int r = IoctlRetry(fd_.get(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region));
   if (r == 0 && it != slots_.end()) {
-    if (it->second.borrowed) --borrowedSlots_;
+    if (it->second.borrowed) SetBorrowedSlots(borrowedSlots_ - 1);
     Memory::Unpin(it->second.pins, it->second.mapping);
     slots_.erase(it);
     ++slotGeneration_;
@@ -187,7 +187,7 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   auto it = slots_.find(id);
   if (it == slots_.end()) {
     bool borrowed = memory->NeedsValidation();
-    if (borrowed) ++borrowedSlots_;
+    if (borrowed) SetBorrowedSlots(borrowedSlots_ + 1);
     auto pins = memory->Pin();
     slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, offset, borrowed, memory,
                             Napi::Persistent(memoryObj), std::move(pins), memory->mapping()});
@@ -197,6 +197,12 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   }
   ++slotGeneration_;
   return Napi::BigInt::New(env, static_cast<uint64_t>(region.userspace_addr));
+}
+
+// Each vCPU keeps whether there are any, so that a run need not read the VM.
+void Vm::SetBorrowedSlots(size_t n) {
+  borrowedSlots_ = n;
+  for (auto& core : vcpus_) core->setCheckSlots(n > 0);
 }
 
 void Vm::ValidateSlots(Napi::Env env) {
@@ -222,6 +228,7 @@ Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
   // Closed vCPUs need not wait for the VM to close.
   vcpus_.erase(std::remove_if(vcpus_.begin(), vcpus_.end(), [](const auto& c) { return c->closed(); }),
                vcpus_.end());
+  core->setCheckSlots(borrowedSlots_ > 0);
   vcpus_.push_back(core);
   return Vcpu::NewInstance(env, Value(), std::move(core), id);
 }
@@ -482,7 +489,7 @@ void Vm::CloseAll() {
   for (auto& [id, slot] : slots_) Memory::Unpin(slot.pins, slot.mapping);
   if (!slots_.empty()) ++slotGeneration_;
   slots_.clear();
-  borrowedSlots_ = 0;
+  SetBorrowedSlots(0);
 }
 
 }  // namespace nodekvm

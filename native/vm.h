@@ -73,12 +73,13 @@ class Vm : public Napi::ObjectWrap<Vm> {
   void Close(const Napi::CallbackInfo& info);
   void CloseAll();
   int DeleteSlot(uint32_t id);
+  void SetBorrowedSlots(size_t n);
 
   UniqueFd fd_;
   size_t vcpuMmapSize_ = 0;
   std::map<uint32_t, Slot> slots_;
   uint64_t slotGeneration_ = 0;  // bumped on every change, so lib/ knows when to re-read slots()
-  size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots
+  size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots (SetBorrowedSlots)
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
 
