@@ -1,6 +1,6 @@
 import type { MsrEntry, NativeVcpu } from './binding';
 import { decodeDebugRegs, decodeEvents, decodeFpu, decodeMpState, decodeXcrs, encodeDebugRegs, encodeEvents, encodeFpu, encodeMpState, encodeXcrs, type DebugRegs, type Fpu, type MpState, type VcpuEvents, type VcpuEventsInput, type Xcrs } from './state';
-import { decodeRun, type DebugExit, type RunWindows, type IoExit, type MmioExit, type VmExit } from './exits';
+import { RunArea, type DebugExit, type IoExit, type MmioExit, type VmExit } from './exits';
 import { KvmStats } from './stats';
 import { decodeSregs, encodeSregs, regsFromWords, regsToWords, SREGS_SIZE, validateRegs, validateSregs, type Regs, type RegsInput, type Sregs, type SregsInput } from './regs';
 import { validateCpuid, type CpuidEntry } from './cpuid';
@@ -66,10 +66,8 @@ export class Vcpu {
   readonly vm: Vm;
   /** @internal */
   readonly native: NativeVcpu;
-  #view: DataView | undefined;
+  #area: RunArea | undefined;
   #words: BigUint64Array | undefined;
-  #bytes: Uint8Array | undefined;
-  readonly #windows: RunWindows = new Map();
   readonly #slot: number;
 
   /** @internal */
@@ -106,7 +104,7 @@ export class Vcpu {
   run(options?: RunOptions): VmExit {
     const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));
     const reason = timeoutMs === undefined ? runVcpu(this.#slot) : runVcpu(this.#slot, timeoutMs);
-    return bareExit(reason) ?? this.#decode();
+    return bareExit(reason) ?? (this.#area ?? this.#mapRun()).decode(reason);
   }
 
   /**
@@ -492,8 +490,7 @@ export class Vcpu {
    */
   close(): void {
     this.native.close();
-    this.#view = undefined;
-    this.#bytes = undefined;
+    this.#area = undefined;
     this.#words = undefined;
   }
 
@@ -537,23 +534,14 @@ export class Vcpu {
     return harvestDirtyRingInto(this.native, this.vm.native, slots, offsets);
   }
 
-  #decode(): VmExit {
-    if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
-    return decodeRun(this.#view!, this.#bytes!, this.#windows);
-  }
-
   #decoder(): () => VmExit {
-    if (this.#view === undefined || this.#bytes === undefined) this.#mapRun();
-    const view = this.#view!;
-    const bytes = this.#bytes!;
-    const windows = this.#windows;
-    return () => decodeRun(view, bytes, windows);
+    const area = this.#area ?? this.#mapRun();
+    return () => area.decode();
   }
 
-  #mapRun(): void {
+  #mapRun(): RunArea {
     const buffer = this.native.runBuffer;
-    this.#view = new DataView(buffer);
-    this.#bytes = new Uint8Array(buffer);
+    return (this.#area = new RunArea(new DataView(buffer), new Uint8Array(buffer)));
   }
 }
 
