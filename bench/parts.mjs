@@ -2,14 +2,16 @@
 // I/O exit and the VM life rows. Each figure is measured four ways, in
 // interleaved rounds: the C program; the same C inside this Node process (a
 // Node-API module, bench/inproc.c); node-kvm's native layer called directly
-// (no TypeScript); and the public API, as `npm run bench` runs it. Needs a
+// (no TypeScript); and the public API, as `npm run bench` runs it. The I/O
+// exit has a fifth: the least any Node binding does per exit (a plain
+// Node-API call and one exit object). Needs a
 // usable /dev/kvm here (no sandbox) and Node's headers, as the addon does.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { cProgram, lib, median, now, root, ROUNDS, turn, usSince } from './harness.mjs';
 import { ioExits, lifecycles, stepper, withGuest } from './exits.mjs';
-import { GUESTS, hex } from './guests.mjs';
+import { GUESTS, hex, PORT } from './guests.mjs';
 import { buildC, INPROC } from './build.mjs';
 
 if (!lib.probeKvm().usable) {
@@ -47,6 +49,51 @@ function nativeIo(n) {
       else if (reason === 5) break; // KVM_EXIT_HLT
     }
     if (exits !== n) throw new Error(`native io: ${exits} exits, expected ${n}`);
+    return usSince(t0) / n;
+  });
+}
+
+// The least any binding does per exit: one plain Node-API call that runs
+// KVM_RUN (bench/inproc.c's kvmRun, no checks, no kick or time-out), and
+// one exit object with the fields of node-kvm's, read from kvm_run.
+class FloorIoExit {
+  constructor(direction, port, size, count, data, value) {
+    this.reason = 'io';
+    this.direction = direction;
+    this.port = port;
+    this.size = size;
+    this.count = count;
+    this.data = data;
+    this.value = value;
+  }
+}
+function floorIo(n) {
+  return withGuest(GUESTS.ioLoop, n, (g) => {
+    const { runLayout: L } = binding;
+    const fd = g.vcpu.fd;
+    const buffer = g.vcpu.native.runBuffer;
+    const view = new DataView(buffer);
+    const bytes = new Uint8Array(buffer);
+    let window = bytes;
+    let windowAt = -1;
+    let exits = 0;
+    const t0 = now();
+    for (;;) {
+      inproc.kvmRun(fd);
+      const reason = view.getUint32(L.exitReason, true);
+      if (reason === 5) break; // KVM_EXIT_HLT
+      if (reason !== 2) continue; // KVM_EXIT_IO; anything else (intr): run again
+      const size = view.getUint8(L.ioSize);
+      const count = view.getUint32(L.ioCount, true);
+      const at = view.getUint32(L.ioDataOffset, true);
+      if (at !== windowAt) {
+        window = bytes.subarray(at, at + size * count);
+        windowAt = at;
+      }
+      const exit = new FloorIoExit(view.getUint8(L.ioDirection) === 0 ? 'in' : 'out', view.getUint16(L.ioPort, true), size, count, window, window[0]);
+      if (exit.port === PORT) exits++;
+    }
+    if (exits !== n) throw new Error(`floor io: ${exits} exits, expected ${n}`);
     return usSince(t0) / n;
   });
 }
@@ -101,6 +148,7 @@ const figures = [
     ways: {
       c: cProgram('exits', 'io', GUESTS.ioLoop),
       inNode: (n) => inproc.io(n, hex(GUESTS.ioLoop)),
+      floor: floorIo,
       native: nativeIo,
       api: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExits(g.vcpu, n)),
     },
@@ -130,6 +178,10 @@ for (const { name, n, ways } of figures) {
   console.log(`${name} (µs, medians of ${ROUNDS} rounds; ratios: medians of the rounds' ratios)`);
   console.log(`  C ${us('c')} | C inside Node ${us('inNode')} | node-kvm native layer ${us('native')} | node-kvm API ${us('api')}`);
   console.log(`  the process (C inside Node / C):         ${ratio('inNode', 'c')}`);
+  if (rounds.floor) {
+    console.log(`  any binding's least (floor / C inside Node): ${ratio('floor', 'inNode')}`);
+    console.log(`  node-kvm over that least (API / floor):      ${ratio('api', 'floor')}`);
+  }
   console.log(`  the native layer (native / C inside Node): ${ratio('native', 'inNode')}`);
   console.log(`  the TypeScript layer (API / native):       ${ratio('api', 'native')}`);
   console.log(`  in all (API / C):                          ${ratio('api', 'c')}`);
