@@ -12,7 +12,6 @@
 #include "base/errors.h"
 #include "base/flex.h"
 #include "base/ioctl.h"
-#include "base/tags.h"
 #include "vm.h"
 
 namespace nodekvm {
@@ -39,7 +38,6 @@ Kvm::Kvm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Kvm>(info) {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) throw SysError(env, errno, "open", path);
   fd_.Reset(fd);
-  Tag(info.This().As<Napi::Object>(), kKvmTag);
 }
 
 int Kvm::Fd(const char* syscall) {

@@ -14,7 +14,6 @@
 #include "base/errors.h"
 #include "base/flex.h"
 #include "base/ioctl.h"
-#include "base/tags.h"
 #include "kick.h"
 #include "state.h"
 #include "vm.h"
@@ -93,7 +92,6 @@ Vcpu::Vcpu(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vcpu>(info) {
   Napi::Object vm = info[1].As<Napi::Object>();
   vm_ = Vm::Unwrap(vm);
   vmRef_ = Napi::Persistent(vm);
-  Tag(info.This().As<Napi::Object>(), kVcpuTag);
   runTable_ = Data(info.Env()).runTable;
   runSlot_ = runTable_->Add(this);
 }

@@ -78,7 +78,6 @@ Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
   auto* pending = info[0].As<Napi::External<PendingVm>>().Data();
   fd_ = std::move(pending->fd);
   vcpuMmapSize_ = pending->vcpuMmapSize;
-  Tag(info.This().As<Napi::Object>(), kVmTag);
   // At teardown finalizers run in any order (memory before VM); cleanup
   // hooks run before all of them, so the VM closes first.
   hookEnv_ = info.Env();

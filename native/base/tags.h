@@ -1,5 +1,8 @@
-// Type tags on the native objects, so that an object of one class (or a
-// plain object dressed as one) is never taken for another.
+// Type tags on the native objects passed as arguments (guest memory), so
+// that an object of another class (or a plain object dressed as one) is
+// never taken for one. A method's receiver needs none: V8 refuses a `this`
+// of another class ("Illegal invocation"), and a tag costs each object a
+// private property.
 #pragma once
 
 #include <napi.h>
@@ -10,11 +13,7 @@
 
 namespace nodekvm {
 
-// One 128-bit tag per class; the values only need to differ from each
-// other and from other addons'.
-constexpr napi_type_tag kKvmTag = {0x6e6f64656b766d01ULL, 0x4b766d0000000001ULL};
-constexpr napi_type_tag kVmTag = {0x6e6f64656b766d01ULL, 0x566d000000000002ULL};
-constexpr napi_type_tag kVcpuTag = {0x6e6f64656b766d01ULL, 0x5663707500000003ULL};
+// A 128-bit tag; it only needs to differ from other addons'.
 constexpr napi_type_tag kMemoryTag = {0x6e6f64656b766d01ULL, 0x4d656d0000000004ULL};
 
 inline void Tag(Napi::Object o, const napi_type_tag& tag) { o.TypeTag(&tag); }
