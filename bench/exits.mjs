@@ -38,7 +38,8 @@ export function checkWrite(i, address, byte) {
   }
 }
 
-function mmioExits(vcpu, n) {
+/** Runs mmioBurst to hlt with run(): microseconds per MMIO write exit. */
+export function mmioExits(vcpu, n) {
   let writes = 0;
   const t0 = now();
   for (;;) {

@@ -1,16 +1,16 @@
 // `node bench/parts.mjs`: where the gap between node-kvm and C goes, for the
-// I/O exit and the VM life rows. Each figure is measured four ways, in
-// interleaved rounds: the C program; the same C inside this Node process (a
-// Node-API module, bench/inproc.c); node-kvm's native layer called directly
-// (no TypeScript); and the public API, as `npm run bench` runs it. The I/O
-// exit has a fifth: the least any Node binding does per exit (a plain
-// Node-API call and one exit object). Needs a
-// usable /dev/kvm here (no sandbox) and Node's headers, as the addon does.
+// I/O and MMIO exit rows and the VM life row. Each figure is measured four
+// ways, in interleaved rounds: the C program; the same C inside this Node
+// process (a Node-API module, bench/inproc.c); node-kvm's native layer
+// called directly (no TypeScript); and the public API, as `npm run bench`
+// runs it. The exits have a fifth: the least any Node binding does per exit
+// (a plain Node-API call and one exit object). Needs a usable /dev/kvm here
+// (no sandbox) and Node's headers, as the addon does.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { cProgram, lib, median, now, root, ROUNDS, turn, usSince } from './harness.mjs';
-import { ioExits, lifecycles, stepper, withGuest } from './exits.mjs';
+import { checkWrite, ioExits, lifecycles, mmioExits, stepper, withGuest } from './exits.mjs';
 import { GUESTS, hex, PORT } from './guests.mjs';
 import { buildC, INPROC } from './build.mjs';
 
@@ -67,6 +67,16 @@ class FloorIoExit {
     this.value = value;
   }
 }
+class FloorMmioExit {
+  constructor(address, length, isWrite, data, value) {
+    this.reason = 'mmio';
+    this.address = address;
+    this.length = length;
+    this.isWrite = isWrite;
+    this.data = data;
+    this.value = value;
+  }
+}
 function floorIo(n) {
   return withGuest(GUESTS.ioLoop, n, (g) => {
     const { runLayout: L } = binding;
@@ -94,6 +104,54 @@ function floorIo(n) {
       if (exit.port === PORT) exits++;
     }
     if (exits !== n) throw new Error(`floor io: ${exits} exits, expected ${n}`);
+    return usSince(t0) / n;
+  });
+}
+
+// The same for mmioBurst's writes: two bigints per exit (the address and
+// the value), as node-kvm's exit has.
+function floorMmio(n) {
+  return withGuest(GUESTS.mmioBurst, n, (g) => {
+    const { runLayout: L } = binding;
+    const fd = g.vcpu.fd;
+    const buffer = g.vcpu.native.runBuffer;
+    const view = new DataView(buffer);
+    const bytes = new Uint8Array(buffer);
+    let window = bytes;
+    let windowLength = -1;
+    let writes = 0;
+    const t0 = now();
+    for (;;) {
+      inproc.kvmRun(fd);
+      const reason = view.getUint32(L.exitReason, true);
+      if (reason === 5) break; // KVM_EXIT_HLT
+      if (reason !== 6) continue; // KVM_EXIT_MMIO; anything else (intr): run again
+      const length = view.getUint32(L.mmioLen, true);
+      if (length !== windowLength) {
+        window = bytes.subarray(L.mmioData, L.mmioData + length);
+        windowLength = length;
+      }
+      const exit = new FloorMmioExit(view.getBigUint64(L.mmioPhysAddr, true), length, view.getUint8(L.mmioIsWrite) !== 0, window, BigInt(window[0]));
+      if (exit.isWrite) checkWrite(writes++, exit.address, exit.data[0]);
+    }
+    if (writes !== n) throw new Error(`floor mmio: ${writes} writes, expected ${n}`);
+    return usSince(t0) / n;
+  });
+}
+
+// mmioBurst through the native vCPU object: the exit reason only.
+function nativeMmio(n) {
+  return withGuest(GUESTS.mmioBurst, n, (g) => {
+    const slot = g.vcpu.native.runSlot;
+    const { runVcpu } = binding;
+    let exits = 0;
+    const t0 = now();
+    for (;;) {
+      const reason = runVcpu(slot);
+      if (reason === 6) exits++; // KVM_EXIT_MMIO
+      else if (reason === 5) break; // KVM_EXIT_HLT
+    }
+    if (exits !== n) throw new Error(`native mmio: ${exits} exits, expected ${n}`);
     return usSince(t0) / n;
   });
 }
@@ -151,6 +209,17 @@ const figures = [
       floor: floorIo,
       native: nativeIo,
       api: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExits(g.vcpu, n)),
+    },
+  },
+  {
+    name: 'MMIO exit round trip, run()',
+    n: 20000,
+    ways: {
+      c: cProgram('exits', 'mmio', GUESTS.mmioBurst),
+      inNode: (n) => inproc.mmio(n, hex(GUESTS.mmioBurst)),
+      floor: floorMmio,
+      native: nativeMmio,
+      api: (n) => withGuest(GUESTS.mmioBurst, n, (g) => mmioExits(g.vcpu, n)),
     },
   },
   {
