@@ -66,7 +66,6 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value GetRunning(const Napi::CallbackInfo& info);
   Napi::Value GetKickHandle(const Napi::CallbackInfo& info);
-  Napi::Value GetRunSlot(const Napi::CallbackInfo& info);
   Napi::Value GetState(const Napi::CallbackInfo& info);
   void SetState(const Napi::CallbackInfo& info);
   Napi::Value GetNestedState(const Napi::CallbackInfo& info);

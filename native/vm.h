@@ -74,6 +74,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   void CloseAll();
   int DeleteSlot(uint32_t id);
   void SetBorrowedSlots(size_t n);
+  Napi::Value SlotResult(Napi::Env env, uint64_t hva);
 
   UniqueFd fd_;
   size_t vcpuMmapSize_ = 0;

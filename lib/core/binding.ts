@@ -30,7 +30,7 @@ export interface NativeVm {
     offset?: number | bigint,
     guestMemfd?: number,
     guestMemfdOffset?: number,
-  ): bigint;
+  ): [hva: bigint, slotGeneration: number];
   createGuestMemfd(size: number, flags: number): number;
   createVcpu(id: number): NativeVcpu;
   slots(): NativeSlot[];

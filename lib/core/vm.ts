@@ -134,18 +134,18 @@ export class Vm {
         );
       }
     }
-    let hva: bigint;
+    let result: [bigint, number];
     if (own(o, 'guestMemfd') !== undefined) {
       const g = validateObject(o.guestMemfd, 'options.guestMemfd', ['memfd', 'offset']);
       const memfd = validateInstance(g.memfd, 'options.guestMemfd.memfd', GuestMemfd);
       const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
       validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
       if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
-      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
+      result = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
     } else {
-      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
+      result = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset);
     }
-    this.#addedSlot({ id, memory, offset, size, gpa, flags, hva });
+    this.#addedSlot({ id, memory, offset, size, gpa, flags, hva: result[0] }, result[1]);
     return this.#slots.get(id)!;
   }
 
@@ -504,12 +504,13 @@ export class Vm {
     return id;
   }
 
-  // When the slot just added is the only change since the last #sync(),
-  // its wrapper is made from what addSlot() knows: no native round trip.
+  // When the slot just added is the only change since the last #sync()
+  // (`generation`: the addon's slot generation after the add), its wrapper
+  // is made from what addSlot() knows: no native round trip.
   // `init` is a literal the caller builds: an object spread here cost
   // ~1.7 µs warm (V8's slow path for a spread plus a key), ~11 µs per VM life.
-  #addedSlot(init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number; hva: bigint }): void {
-    if (this.native.slotGeneration !== this.#generation + 1) {
+  #addedSlot(init: { id: number; memory: GuestMemory; offset: number; size: number; gpa: bigint; flags: number; hva: bigint }, generation: number): void {
+    if (generation !== this.#generation + 1) {
       this.#sync();
       return;
     }
