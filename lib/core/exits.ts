@@ -1,5 +1,7 @@
+import { constants as osConstants } from 'node:os';
 import { binding } from './binding';
 import { ExitReason, SystemEventType } from './constants';
+import { KvmError } from './errors';
 import { invalidArgType, invalidArgValue, outOfRange, validateInstance, validateInteger, validateU64 } from './validate';
 
 /** The guest wrote to or read from an I/O port (`KVM_EXIT_IO`). */
@@ -19,7 +21,11 @@ export interface IoExit {
   data: Uint8Array;
   /** For `out`: the first access as a little-endian number. */
   value: number;
-  /** For `in`: supply the value(s) the guest reads, little-endian per access. */
+  /**
+   * For `in`: supply the value(s) the guest reads, little-endian per
+   * access. Like every exit's answer, a `KvmError` (`EBADF`) once the
+   * vCPU or its VM is closed.
+   */
   respond(value: number | ArrayLike<number>): void;
 }
 
@@ -35,7 +41,7 @@ export interface MmioExit {
   data: Uint8Array;
   /** For writes: the written bytes as a little-endian bigint. */
   value: bigint;
-  /** For reads: supply the value the guest reads. */
+  /** For reads: supply the value the guest reads (`EBADF` once the vCPU is closed). */
   respond(value: number | bigint | ArrayLike<number>): void;
 }
 
@@ -182,6 +188,14 @@ function writeLE(bytes: Uint8Array, offset: number, size: number, value: bigint)
   }
 }
 
+// An answer goes into kvm_run, which closing the vCPU (or its VM) unmaps
+// and detaches: an answer then would vanish, so it is refused.
+function checkAnswerable(run: ArrayBufferLike): void {
+  if (run.byteLength === 0) {
+    throw new KvmError(osConstants.errno.EBADF, 'KVM_RUN', 'the vCPU is closed, so this exit can no longer be answered');
+  }
+}
+
 // A 64-bit register value given as signed (a negative errno) or unsigned.
 function signedOrUnsigned64(v: unknown, name: string): bigint {
   if (typeof v === 'number') {
@@ -294,6 +308,7 @@ class IoExitRecord implements IoExit {
       const { count, size, data } = this;
       const values = typeof value === 'number' ? [value] : checkList(value, 'value', count);
       const words = values.map((v, i) => checkWord(v, typeof value === 'number' ? 'value' : `value[${i}]`, size));
+      checkAnswerable(data.buffer);
       words.forEach((v, i) => writeLE(data, i * size, size, v));
     };
   }
@@ -312,8 +327,15 @@ class MmioExitRecord implements MmioExit {
   get respond(): (value: number | bigint | ArrayLike<number>) => void {
     return (v) => {
       const { length, data } = this;
-      if (typeof v === 'number' || typeof v === 'bigint') writeLE(data, 0, length, checkWord(v, 'value', length || 1));
-      else data.set(checkList(v, 'value', length).map((b, i) => validateInteger(b, `value[${i}]`, 0, 255)));
+      if (typeof v === 'number' || typeof v === 'bigint') {
+        const word = checkWord(v, 'value', length || 1);
+        checkAnswerable(data.buffer);
+        writeLE(data, 0, length, word);
+      } else {
+        const bytes = checkList(v, 'value', length).map((b, i) => validateInteger(b, `value[${i}]`, 0, 255));
+        checkAnswerable(data.buffer);
+        data.set(bytes);
+      }
     };
   }
 }
@@ -369,7 +391,9 @@ function decodeOther(view: DataView, reason: number): VmExit {
         args: u64s(view, OFF.hypercallArgs, 6),
         flags: view.getUint32(OFF.hypercallFlags, true),
         respond(ret) {
-          view.setBigUint64(OFF.hypercallRet, signedOrUnsigned64(ret, 'ret'), true);
+          const word = signedOrUnsigned64(ret, 'ret');
+          checkAnswerable(view.buffer);
+          view.setBigUint64(OFF.hypercallRet, word, true);
         },
       };
     case ExitReason.X86_RDMSR:
@@ -379,11 +403,14 @@ function decodeOther(view: DataView, reason: number): VmExit {
         why: view.getUint32(OFF.msrReason, true),
         respond(value) {
           if (typeof value === 'object' && value !== null && (value as { error?: unknown }).error === true) {
+            checkAnswerable(view.buffer);
             view.setUint8(OFF.msrError, 1);
             return;
           }
+          const word = validateU64(value, 'value');
+          checkAnswerable(view.buffer);
           view.setUint8(OFF.msrError, 0);
-          view.setBigUint64(OFF.msrData, validateU64(value, 'value'), true);
+          view.setBigUint64(OFF.msrData, word, true);
         },
       };
     case ExitReason.X86_WRMSR:
@@ -393,6 +420,7 @@ function decodeOther(view: DataView, reason: number): VmExit {
         why: view.getUint32(OFF.msrReason, true),
         value: view.getBigUint64(OFF.msrData, true),
         fail() {
+          checkAnswerable(view.buffer);
           view.setUint8(OFF.msrError, 1);
         },
       };

@@ -35,6 +35,28 @@ describe('closing', () => {
     expect(catchError(() => vcpu.run())).toMatchObject({ code: 'EBADF', syscall: 'KVM_RUN' });
   });
 
+  it('refuses to answer an exit once its vCPU is closed (EBADF), instead of dropping the answer', () => {
+    const IN_AL = [0xe4, 0x80, 0xf4]; // in al, 0x80; hlt
+    const MMIO_READ = [0xb8, 0x00, 0xd0, 0x8e, 0xd8, 0xa0, 0x00, 0x00, 0xf4]; // ds = 0xd000; mov al, [0]; hlt
+    for (const code of [IN_AL, MMIO_READ]) {
+      for (const closing of ['vm', 'vcpu'] as const) {
+        using g = realModeGuest(code);
+        const exit = g.vcpu.run();
+        expect(exit.reason === 'io' || exit.reason === 'mmio').toBe(true);
+        if (exit.reason !== 'io' && exit.reason !== 'mmio') continue;
+        const { respond } = exit;
+        if (closing === 'vm') g.vm.close();
+        else g.vcpu.close();
+        const err = catchError(() => respond(0x42));
+        expect(err).toBeInstanceOf(KvmError);
+        expect(err).toMatchObject({ code: 'EBADF', syscall: 'KVM_RUN' });
+        expect((err as Error).message).toMatch(/can no longer be answered/);
+        // Bad input is still told apart from a closed vCPU.
+        expect(catchError(() => respond(-1000))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+      }
+    }
+  });
+
   it('supports `using` through Symbol.dispose', () => {
     let fd = -1;
     let vm;
