@@ -123,6 +123,21 @@ describe('exits KVM forwards to JavaScript', () => {
     expect(runToExit(g.vcpu).reason).toBe('hlt');
   });
 
+  it('refuses an rdmsr answer once the vCPU is closed (EBADF), not a TypeError from kvm_run', () => {
+    using g = realModeGuest([0x66, 0xb9, 0x74, 0x01, 0x00, 0x00, 0x0f, 0x32, 0xf4]); // mov ecx, 0x174; rdmsr; hlt
+    if (g.vm.checkExtension(Cap.X86_USER_SPACE_MSR) === 0 || g.vm.checkExtension(Cap.X86_MSR_FILTER) === 0) {
+      expect.fail('this KVM has no user-space MSR exits (KVM_CAP_X86_USER_SPACE_MSR / KVM_CAP_X86_MSR_FILTER)');
+    }
+    g.vm.enableUserSpaceMsr({ filter: true });
+    g.vm.setMsrFilter({ ranges: [{ base: 0x174, nmsrs: 1, read: true, write: true, bitmap: new Uint8Array(1) }] });
+    const rd = runToExit(g.vcpu) as Extract<VmExit, { reason: 'rdmsr' }>;
+    expect(rd).toMatchObject({ reason: 'rdmsr', index: 0x174 });
+    g.vcpu.close();
+    for (const answer of [0x42n, { error: true as const }]) {
+      expect(catchError(() => rd.respond(answer))).toMatchObject({ name: 'KvmError', code: 'EBADF', syscall: 'KVM_RUN' });
+    }
+  });
+
   it('forwards a KVM_HC_MAP_GPA_RANGE hypercall where the backend runs vmcall, and PVM never forwards it', () => {
     // 32-bit: mov eax, 12 (KVM_HC_MAP_GPA_RANGE); mov ebx, 0x2000; mov ecx, 1; xor edx, edx; vmmcall (AMD) / vmcall (Intel); hlt
     const vendor = probeKvm().vendorModule;
