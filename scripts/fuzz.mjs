@@ -335,6 +335,15 @@ async function child() {
   const safeVcpu = (v) => {
     if (!timeouts || r.chance(0.7)) resetVcpu(v);
   };
+  // A sync run() with no deadline ends only at an exit, as KVM_RUN does:
+  // one is made only after the reset (a guest the fuzzer left at a random
+  // cs base can spin for good, and that is no hang of node-kvm's).
+  let boundedRun = true;
+  const beforeRun = (v) => {
+    boundedRun = timeouts && r.chance(0.8);
+    if (boundedRun) safeVcpu(v);
+    else resetVcpu(v);
+  };
   try {
     if (haveKvm) pool.state().vcpu.run({ timeoutMs: 10 });
   } catch (e) {
@@ -371,7 +380,7 @@ async function child() {
     ['vm.createVcpu', pool.vm, () => (r.chance(0.2) ? [] : [maybe(() => r.pick([0, 1, 2, 4095, 4096, 2 ** 32 + 1, 1.5]))])],
     ['vm.fd', pool.vm, 'get'],
     // Vcpu
-    ['vcpu.run', pool.vcpu, () => (timeouts && r.chance(0.8) ? [runOptions()] : r.chance(0.5) ? [] : [hostile()]), { before: safeVcpu }],
+    ['vcpu.run', pool.vcpu, () => (boundedRun ? [runOptions()] : r.chance(0.5) ? [] : [hostile()]), { before: beforeRun }],
     ['vcpu.runAsync', pool.vcpu, () => (timeouts ? [maybe(() => ({ timeoutMs: r.pick([1, 10]) }), 0.9)] : []), { before: safeVcpu }],
     ['runUntilHalt', null, () => [maybe(() => pool.vcpu()?.live), ...(r.chance(0.3) ? [] : [maybe(() => obj({ io: () => () => {}, mmio: () => () => {}, debug: () => () => {} }))]), ...(timeouts ? [{ timeoutMs: 50 }] : [])], { holder: () => L, member: 'runUntilHalt', when: haveKvm, before: resetVcpu }],
     ['vcpu.kick', pool.vcpu, () => []],
