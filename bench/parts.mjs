@@ -35,27 +35,34 @@ const { Kvm } = lib;
 const cpu = process.threadCpuUsage ? () => process.threadCpuUsage() : () => process.cpuUsage();
 const CPU_SOURCE = process.threadCpuUsage ? 'this thread' : 'this process';
 
-// The I/O loop through the native vCPU object: one N-API call per exit,
+const KVM_EXIT_IO = 2;
+const KVM_EXIT_HLT = 5;
+const KVM_EXIT_MMIO = 6;
+const EXIT_GUESTS = { io: GUESTS.ioLoop, mmio: GUESTS.mmioBurst };
+
+// The exit loop through the native vCPU object: one N-API call per exit,
 // the exit reason only (no exit object).
-function nativeIo(n) {
-  return withGuest(GUESTS.ioLoop, n, (g) => {
+function nativeExits(kind, n) {
+  const wanted = kind === 'io' ? KVM_EXIT_IO : KVM_EXIT_MMIO;
+  return withGuest(EXIT_GUESTS[kind], n, (g) => {
     const slot = g.vcpu.native.runSlot;
     const { runVcpu } = binding;
     let exits = 0;
     const t0 = now();
     for (;;) {
       const reason = runVcpu(slot);
-      if (reason === 2) exits++; // KVM_EXIT_IO
-      else if (reason === 5) break; // KVM_EXIT_HLT
+      if (reason === wanted) exits++;
+      else if (reason === KVM_EXIT_HLT) break;
     }
-    if (exits !== n) throw new Error(`native io: ${exits} exits, expected ${n}`);
+    if (exits !== n) throw new Error(`native ${kind}: ${exits} exits, expected ${n}`);
     return usSince(t0) / n;
   });
 }
 
 // The least any binding does per exit: one plain Node-API call that runs
 // KVM_RUN (bench/inproc.c's kvmRun, no checks, no kick or time-out), and
-// one exit object with the fields of node-kvm's, read from kvm_run.
+// one exit object with the fields of node-kvm's, read from kvm_run (for
+// MMIO, its two bigints: the address and the value).
 class FloorIoExit {
   constructor(direction, port, size, count, data, value) {
     this.reason = 'io';
@@ -77,81 +84,42 @@ class FloorMmioExit {
     this.value = value;
   }
 }
-function floorIo(n) {
-  return withGuest(GUESTS.ioLoop, n, (g) => {
+function floorExits(kind, n) {
+  return withGuest(EXIT_GUESTS[kind], n, (g) => {
     const { runLayout: L } = binding;
     const fd = g.vcpu.fd;
     const buffer = g.vcpu.native.runBuffer;
     const view = new DataView(buffer);
     const bytes = new Uint8Array(buffer);
     let window = bytes;
-    let windowAt = -1;
-    let exits = 0;
+    let windowKey = -1;
+    const windowAt = (offset, length) => {
+      if (offset * 65536 + length !== windowKey) {
+        window = bytes.subarray(offset, offset + length);
+        windowKey = offset * 65536 + length;
+      }
+      return window;
+    };
+    let seen = 0;
     const t0 = now();
     for (;;) {
       inproc.kvmRun(fd);
       const reason = view.getUint32(L.exitReason, true);
-      if (reason === 5) break; // KVM_EXIT_HLT
-      if (reason !== 2) continue; // KVM_EXIT_IO; anything else (intr): run again
-      const size = view.getUint8(L.ioSize);
-      const count = view.getUint32(L.ioCount, true);
-      const at = view.getUint32(L.ioDataOffset, true);
-      if (at !== windowAt) {
-        window = bytes.subarray(at, at + size * count);
-        windowAt = at;
-      }
-      const exit = new FloorIoExit(view.getUint8(L.ioDirection) === 0 ? 'in' : 'out', view.getUint16(L.ioPort, true), size, count, window, window[0]);
-      if (exit.port === PORT) exits++;
+      if (reason === KVM_EXIT_HLT) break;
+      if (reason === KVM_EXIT_IO) {
+        const size = view.getUint8(L.ioSize);
+        const count = view.getUint32(L.ioCount, true);
+        const data = windowAt(view.getUint32(L.ioDataOffset, true), size * count);
+        const exit = new FloorIoExit(view.getUint8(L.ioDirection) === 0 ? 'in' : 'out', view.getUint16(L.ioPort, true), size, count, data, data[0]);
+        if (exit.port === PORT) seen++;
+      } else if (reason === KVM_EXIT_MMIO) {
+        const length = view.getUint32(L.mmioLen, true);
+        const data = windowAt(L.mmioData, length);
+        const exit = new FloorMmioExit(view.getBigUint64(L.mmioPhysAddr, true), length, view.getUint8(L.mmioIsWrite) !== 0, data, BigInt(data[0]));
+        if (exit.isWrite) checkWrite(seen++, exit.address, exit.data[0]);
+      } // anything else (intr): run again
     }
-    if (exits !== n) throw new Error(`floor io: ${exits} exits, expected ${n}`);
-    return usSince(t0) / n;
-  });
-}
-
-// The same for mmioBurst's writes: two bigints per exit (the address and
-// the value), as node-kvm's exit has.
-function floorMmio(n) {
-  return withGuest(GUESTS.mmioBurst, n, (g) => {
-    const { runLayout: L } = binding;
-    const fd = g.vcpu.fd;
-    const buffer = g.vcpu.native.runBuffer;
-    const view = new DataView(buffer);
-    const bytes = new Uint8Array(buffer);
-    let window = bytes;
-    let windowLength = -1;
-    let writes = 0;
-    const t0 = now();
-    for (;;) {
-      inproc.kvmRun(fd);
-      const reason = view.getUint32(L.exitReason, true);
-      if (reason === 5) break; // KVM_EXIT_HLT
-      if (reason !== 6) continue; // KVM_EXIT_MMIO; anything else (intr): run again
-      const length = view.getUint32(L.mmioLen, true);
-      if (length !== windowLength) {
-        window = bytes.subarray(L.mmioData, L.mmioData + length);
-        windowLength = length;
-      }
-      const exit = new FloorMmioExit(view.getBigUint64(L.mmioPhysAddr, true), length, view.getUint8(L.mmioIsWrite) !== 0, window, BigInt(window[0]));
-      if (exit.isWrite) checkWrite(writes++, exit.address, exit.data[0]);
-    }
-    if (writes !== n) throw new Error(`floor mmio: ${writes} writes, expected ${n}`);
-    return usSince(t0) / n;
-  });
-}
-
-// mmioBurst through the native vCPU object: the exit reason only.
-function nativeMmio(n) {
-  return withGuest(GUESTS.mmioBurst, n, (g) => {
-    const slot = g.vcpu.native.runSlot;
-    const { runVcpu } = binding;
-    let exits = 0;
-    const t0 = now();
-    for (;;) {
-      const reason = runVcpu(slot);
-      if (reason === 6) exits++; // KVM_EXIT_MMIO
-      else if (reason === 5) break; // KVM_EXIT_HLT
-    }
-    if (exits !== n) throw new Error(`native mmio: ${exits} exits, expected ${n}`);
+    if (seen !== n) throw new Error(`floor ${kind}: ${seen} exits, expected ${n}`);
     return usSince(t0) / n;
   });
 }
@@ -199,29 +167,23 @@ function nativeLifecycles(n, steps) {
   }
 }
 
+// An exit figure: the C program, the same C inside Node, the floor, the
+// native layer and the API, each running `kind`'s guest.
+const exitFigure = (kind, name, apiLoop) => ({
+  name,
+  n: 20000,
+  ways: {
+    c: cProgram('exits', kind, EXIT_GUESTS[kind]),
+    inNode: (n) => inproc[kind](n, hex(EXIT_GUESTS[kind])),
+    floor: (n) => floorExits(kind, n),
+    native: (n) => nativeExits(kind, n),
+    api: (n) => withGuest(EXIT_GUESTS[kind], n, (g) => apiLoop(g.vcpu, n)),
+  },
+});
+
 const figures = [
-  {
-    name: 'I/O exit round trip, run()',
-    n: 20000,
-    ways: {
-      c: cProgram('exits', 'io', GUESTS.ioLoop),
-      inNode: (n) => inproc.io(n, hex(GUESTS.ioLoop)),
-      floor: floorIo,
-      native: nativeIo,
-      api: (n) => withGuest(GUESTS.ioLoop, n, (g) => ioExits(g.vcpu, n)),
-    },
-  },
-  {
-    name: 'MMIO exit round trip, run()',
-    n: 20000,
-    ways: {
-      c: cProgram('exits', 'mmio', GUESTS.mmioBurst),
-      inNode: (n) => inproc.mmio(n, hex(GUESTS.mmioBurst)),
-      floor: floorMmio,
-      native: nativeMmio,
-      api: (n) => withGuest(GUESTS.mmioBurst, n, (g) => mmioExits(g.vcpu, n)),
-    },
-  },
+  exitFigure('io', 'I/O exit round trip, run()', ioExits),
+  exitFigure('mmio', 'MMIO exit round trip, run()', mmioExits),
   {
     name: 'create VM + 1 MiB slot + vCPU, run to HLT, close',
     n: 60,
