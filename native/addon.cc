@@ -460,7 +460,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Memory", memory);
   exports.Set("EventFd", EventFd::Define(env));
   exports.Set("ringLayouts", RingLayouts(env));
-  data.noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo&) {}, "noop"));
+  // A JavaScript function, not a native one: its entry checks V8's
+  // interrupts, so a call fails once execution is being terminated (a
+  // worker's terminate(), a vm timeout, the REPL's Ctrl+C), and a sync run
+  // that ticks over it ends.
+  napi_value noop;
+  NAPI_THROW_IF_FAILED(env, napi_run_script(env, Napi::String::New(env, "(function noop() {})"), &noop), exports);
+  data.noop = Napi::Persistent(Napi::Function(env, noop));
   exports.Set("setKickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     SetKickSignal(info.Env(), static_cast<int>(ReadInt(info[0], "signal", 1, 64)));
   }, "setKickSignal"));

@@ -98,8 +98,9 @@ export class Vcpu {
    * fast path for tight exit loops. It ends with an `intr` exit when
    * `timeoutMs` passes, when another thread calls {@link kickVcpu} with
    * this vCPU's {@link Vcpu.kickHandle}, or on a signal to this thread;
-   * run again to go on. A worker that is terminated, or a process that
-   * exits, ends the run within about 200 ms.
+   * run again to go on. A worker that is terminated, a process that exits,
+   * or a script that a `vm` timeout terminates ends the run within about
+   * 200 ms.
    */
   run(options?: RunOptions): VmExit {
     const timeoutMs = options === undefined ? undefined : runTimeout(validateOptions(options, 'options', ['timeoutMs']));

@@ -130,6 +130,22 @@ describe('process and worker teardown', () => {
     expect(r.status).toBe(0);
   });
 
+  it('ends a sync run with no deadline when a vm timeout terminates its script, and the vCPU goes on', () => {
+    // In a child: were the run to go on, only the child would block.
+    const r = node(`${guest}
+      const vcpu = guest([0xeb, 0xfe]); // jmp $: no exit of its own
+      try {
+        require('node:vm').runInNewContext('vcpu.run()', { vcpu }, { timeout: 200 });
+        console.log('returned');
+      } catch (e) {
+        console.log(e.code);
+      }
+      console.log(vcpu.run({ timeoutMs: 20 }).reason);`, 20_000);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['ERR_SCRIPT_EXECUTION_TIMEOUT', 'intr']);
+    expect(r.status).toBe(0);
+  });
+
   it('survives a worker terminated while its guest spins on a vCPU thread', () => {
     const r = node(`
       const { Worker } = require('node:worker_threads');
