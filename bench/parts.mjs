@@ -24,7 +24,7 @@ if (!existsSync(INPROC)) {
   process.exit(1);
 }
 const inproc = createRequire(import.meta.url)(INPROC);
-const { binding } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
+const { binding, NativeVcpu } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
 const { encodeSregs } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
 const { Kvm } = lib;
 
@@ -142,9 +142,9 @@ function nativeLifecycles(n, steps) {
       step(1);
       const vm = kvm.native.createVm(0);
       step(2);
-      vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory, 0);
+      vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory, 0, memory);
       step(3);
-      const vcpu = vm.createVcpu(0);
+      const vcpu = new NativeVcpu(vm.createVcpu(0));
       step(4);
       const sregs = vcpu.getState('sregs');
       encodeSregs(sregs, { cs: { base: 0n, selector: 0 } });

@@ -447,15 +447,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Owned by the env, which deletes it at teardown.
   env.SetInstanceData(std::make_unique<AddonData>().release());
   AddonData& data = Data(env);
+  // Hooks run in reverse order: this one after those of the VMs and
+  // cores, while the environment can still drop references.
+  data.runTable = std::make_shared<RunTable>();
+  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<RunTable*>(table)->Clear(); }, data.runTable.get());
   Napi::Function vm = Vm::Define(env);
-  Napi::Function vcpu = Vcpu::Define(env);
   Napi::Function memory = Memory::Define(env);
   data.vmClass = Napi::Persistent(vm);
-  data.vcpuClass = Napi::Persistent(vcpu);
   data.memoryClass = Napi::Persistent(memory);
   exports.Set("Kvm", Kvm::Define(env));
   exports.Set("Vm", vm);
-  exports.Set("Vcpu", vcpu);
+  exports.Set("vcpu", Vcpu::DefineFunctions(env));
   exports.Set("runVcpu", Vcpu::DefineRun(env));
   exports.Set("Memory", memory);
   exports.Set("EventFd", EventFd::Define(env));

@@ -112,7 +112,7 @@ Napi::Value Vm::GetDirtyRingBytes(const Napi::CallbackInfo& info) {
 // length), marks each harvested (KVM_DIRTY_GFN_F_RESET) and returns how
 // many. KVM_RESET_DIRTY_RINGS then re-protects them. Safe while the vCPU
 // runs: the flags are read with acquire and written with release order.
-Napi::Value Vcpu::HarvestDirtyRing(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::HarvestDirtyRing(const Args& info) {
   Napi::Env env = info.Env();
   if (core_->closed()) throw ClosedError(env, "vCPU", "harvestDirtyRing");
   auto slots = ReadTypedArray<Napi::Uint32Array>(info[0], "slots", napi_uint32_array, "an instance of Uint32Array");

@@ -22,11 +22,6 @@ namespace nodekvm {
 
 namespace {
 
-struct PendingVcpu {
-  std::shared_ptr<VcpuCore> core;
-  uint32_t id;
-};
-
 // Whether JavaScript can still run in this environment: false once
 // worker.terminate() or process.exit() began tearing it down.
 bool EnvAlive(Napi::Env env) {
@@ -38,71 +33,97 @@ bool EnvAlive(Napi::Env env) {
 
 }  // namespace
 
-Napi::Function Vcpu::Define(Napi::Env env) {
-  return DefineClass(env, "Vcpu",
-                     {
-                         InstanceMethod<&Vcpu::Park>("park"),
-                         InstanceMethod<&Vcpu::Unpark>("unpark"),
-                         InstanceMethod<&Vcpu::RunAsync>("runAsync"),
-                         InstanceMethod<&Vcpu::Kick>("kick"),
-                         InstanceMethod<&Vcpu::GetRegs>("getRegs"),
-                         InstanceMethod<&Vcpu::SetRegs>("setRegs"),
-                         InstanceMethod<&Vcpu::SetCpuid>("setCpuid"),
-                         InstanceMethod<&Vcpu::Translate>("translate"),
-                         InstanceMethod<&Vcpu::SetGuestDebug>("setGuestDebug"),
-                         InstanceMethod<&Vcpu::GetStatsFd>("getStatsFd"),
-                         InstanceMethod<&Vcpu::Close>("close"),
-                         InstanceAccessor<&Vcpu::GetRunBuffer>("runBuffer"),
-                         InstanceAccessor<&Vcpu::GetId>("id"),
-                         InstanceAccessor<&Vcpu::GetFd>("fd"),
-                         InstanceAccessor<&Vcpu::GetRunning>("running"),
-                         InstanceAccessor<&Vcpu::GetKickHandle>("kickHandle"),
-                         InstanceMethod<&Vcpu::GetState>("getState"),
-                         InstanceMethod<&Vcpu::SetState>("setState"),
-                         InstanceMethod<&Vcpu::GetNestedState>("getNestedState"),
-                         InstanceMethod<&Vcpu::SetNestedState>("setNestedState"),
-                         InstanceMethod<&Vcpu::GetMsrs>("getMsrs"),
-                         InstanceMethod<&Vcpu::SetMsrs>("setMsrs"),
-                         InstanceMethod<&Vcpu::GetCpuid>("getCpuid"),
-                         InstanceMethod<&Vcpu::GetTscKhz>("getTscKhz"),
-                         InstanceMethod<&Vcpu::SetTscKhz>("setTscKhz"),
-                         InstanceMethod<&Vcpu::Interrupt>("interrupt"),
-                         InstanceMethod<&Vcpu::Nmi>("nmi"),
-                         InstanceMethod<&Vcpu::Smi>("smi"),
-                         InstanceMethod<&Vcpu::EnableCap>("enableCap"),
-                         InstanceMethod<&Vcpu::SetSyncRegs>("setSyncRegs"),
-                         InstanceMethod<&Vcpu::CompletePendingIo>("completePendingIo"),
-                         InstanceMethod<&Vcpu::HarvestDirtyRing>("harvestDirtyRing"),  // rings.cc
-                     });
-}
-
-Napi::Object Vcpu::NewInstance(Napi::Env env, Napi::Object vm, std::shared_ptr<VcpuCore> core, uint32_t id) {
-  PendingVcpu pending{std::move(core), id};
-  return Data(env).vcpuClass.New({Napi::External<PendingVcpu>::New(env, &pending), vm});
-}
-
-Vcpu::Vcpu(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vcpu>(info) {
-  if (!info[0].IsExternal()) {
-    throw Napi::TypeError::New(info.Env(), "vCPUs are created with vm.createVcpu()");
+// A vCPU function: finds the vCPU by the slot in argv[0], then runs the
+// method with the arguments after it.
+template <typename R, R (Vcpu::*M)(const Args&)>
+napi_value Vcpu::Call(napi_env env, napi_callback_info cbinfo) {
+  constexpr size_t kMax = 4;  // the slot and at most three arguments
+  size_t argc = kMax;
+  napi_value argv[kMax];
+  void* table;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) != napi_ok) return nullptr;
+  argc = std::min(argc, kMax);
+  try {
+    uint32_t slot = 0;
+    Vcpu* vcpu = nullptr;
+    if (argc > 0 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
+      vcpu = static_cast<const RunTable*>(table)->Find(slot);
+    }
+    if (vcpu == nullptr) throw ArgTypeError(Napi::Env(env), "slot", "a vCPU's slot");
+    Args args(env, argc - 1, argv + 1);
+    if constexpr (std::is_void_v<R>) {
+      (vcpu->*M)(args);
+      return nullptr;
+    } else {
+      return (vcpu->*M)(args);
+    }
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
   }
-  auto* pending = info[0].As<Napi::External<PendingVcpu>>().Data();
-  core_ = std::move(pending->core);
-  id_ = pending->id;
-  Napi::Object vm = info[1].As<Napi::Object>();
-  vm_ = Vm::Unwrap(vm);
-  vmRef_ = Napi::Persistent(vm);
-  runTable_ = Data(info.Env()).runTable;
-  runSlot_ = runTable_->Add(this);
-  // A data property, not an accessor: lib/ reads it as the vCPU is made,
-  // and a call into the addon right after KVM_CREATE_VCPU costs ~10 µs of
-  // cold caches.
-  napi_property_descriptor slot{"runSlot", nullptr, nullptr, nullptr, nullptr,
-                                Napi::Number::New(info.Env(), runSlot_), napi_enumerable, nullptr};
-  NAPI_THROW_IF_FAILED_VOID(info.Env(), napi_define_properties(info.Env(), info.This(), 1, &slot));
 }
+
+// release(slot): the vCPU's handle was garbage-collected.
+napi_value Vcpu::Release(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void* table;
+  uint32_t slot = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1 &&
+      napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
+    static_cast<RunTable*>(table)->Remove(slot);
+  }
+  return nullptr;
+}
+
+Napi::Object Vcpu::DefineFunctions(Napi::Env env) {
+  RunTable* table = Data(env).runTable.get();
+  Napi::Object o = Napi::Object::New(env);
+  auto add = [&](const char* name, napi_callback cb) {
+    napi_value fn;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, table, &fn));
+    o.Set(name, Napi::Value(env, fn));
+  };
+  add("release", &Vcpu::Release);
+  add("park", &Call<void, &Vcpu::Park>);
+  add("unpark", &Call<void, &Vcpu::Unpark>);
+  add("runAsync", &Call<Napi::Value, &Vcpu::RunAsync>);
+  add("kick", &Call<Napi::Value, &Vcpu::Kick>);
+  add("getRegs", &Call<void, &Vcpu::GetRegs>);
+  add("setRegs", &Call<void, &Vcpu::SetRegs>);
+  add("setCpuid", &Call<void, &Vcpu::SetCpuid>);
+  add("translate", &Call<Napi::Value, &Vcpu::Translate>);
+  add("setGuestDebug", &Call<void, &Vcpu::SetGuestDebug>);
+  add("getStatsFd", &Call<Napi::Value, &Vcpu::GetStatsFd>);
+  add("close", &Call<void, &Vcpu::Close>);
+  add("runBuffer", &Call<Napi::Value, &Vcpu::GetRunBuffer>);
+  add("id", &Call<Napi::Value, &Vcpu::GetId>);
+  add("fd", &Call<Napi::Value, &Vcpu::GetFd>);
+  add("running", &Call<Napi::Value, &Vcpu::GetRunning>);
+  add("kickHandle", &Call<Napi::Value, &Vcpu::GetKickHandle>);
+  add("getState", &Call<Napi::Value, &Vcpu::GetState>);
+  add("setState", &Call<void, &Vcpu::SetState>);
+  add("getNestedState", &Call<Napi::Value, &Vcpu::GetNestedState>);
+  add("setNestedState", &Call<void, &Vcpu::SetNestedState>);
+  add("getMsrs", &Call<Napi::Value, &Vcpu::GetMsrs>);
+  add("setMsrs", &Call<Napi::Value, &Vcpu::SetMsrs>);
+  add("getCpuid", &Call<Napi::Value, &Vcpu::GetCpuid>);
+  add("getTscKhz", &Call<Napi::Value, &Vcpu::GetTscKhz>);
+  add("setTscKhz", &Call<void, &Vcpu::SetTscKhz>);
+  add("interrupt", &Call<void, &Vcpu::Interrupt>);
+  add("nmi", &Call<void, &Vcpu::Nmi>);
+  add("smi", &Call<void, &Vcpu::Smi>);
+  add("enableCap", &Call<Napi::Value, &Vcpu::EnableCap>);
+  add("setSyncRegs", &Call<void, &Vcpu::SetSyncRegs>);
+  add("completePendingIo", &Call<void, &Vcpu::CompletePendingIo>);
+  add("harvestDirtyRing", &Call<Napi::Value, &Vcpu::HarvestDirtyRing>);  // rings.cc
+  return o;
+}
+
+Vcpu::Vcpu(Napi::Env env, std::shared_ptr<VcpuCore> core, uint32_t id, Vm* vm)
+    : core_(std::move(core)), env_(env), vm_(vm), id_(id) {}
 
 Vcpu::~Vcpu() {
-  runTable_->Remove(runSlot_);
   core_->MarkCollected();
   core_->Shutdown();
 }
@@ -117,7 +138,7 @@ int Vcpu::Fd(const char* syscall, bool forRun) {
   return core_->fd();
 }
 
-uint32_t RunTable::Add(Vcpu* v) {
+uint32_t RunTable::Add(std::unique_ptr<Vcpu> v) {
   uint32_t i;
   if (!free_.empty()) {
     i = free_.back();
@@ -131,20 +152,31 @@ uint32_t RunTable::Add(Vcpu* v) {
   e.slot = (e.slot + (1u << kIndexBits)) & ~kIndexMask;
   if (e.slot == 0) e.slot = 1u << kIndexBits;
   e.slot |= i;
-  e.vcpu = v;
+  e.vcpu = std::move(v);
   return e.slot;
 }
 
 void RunTable::Remove(uint32_t slot) {
   uint32_t i = slot & kIndexMask;
-  if (i >= entries_.size() || entries_[i].slot != slot) return;
-  entries_[i].vcpu = nullptr;
+  if (i >= entries_.size() || entries_[i].slot != slot || !entries_[i].vcpu) return;
+  auto gone = std::move(entries_[i].vcpu);  // the entry is free before ~Vcpu runs
   free_.push_back(i);
+}
+
+void RunTable::ForgetVm(const Vm* vm) {
+  for (auto& e : entries_) {
+    if (e.vcpu) e.vcpu->ForgetVm(vm);
+  }
+}
+
+void RunTable::Clear() {
+  auto gone = std::move(entries_);
+  entries_.clear();
+  free_.clear();
 }
 
 Napi::Function Vcpu::DefineRun(Napi::Env env) {
   auto& table = Data(env).runTable;
-  table = std::make_shared<RunTable>();
   napi_value fn;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "runVcpu", NAPI_AUTO_LENGTH, &Vcpu::RunSlot, table.get(), &fn),
                        Napi::Function());
@@ -220,17 +252,17 @@ napi_value Vcpu::Run(napi_env rawEnv, napi_value timeoutMs) {
   return out;
 }
 
-void Vcpu::Park(const Napi::CallbackInfo&) {
+void Vcpu::Park(const Args&) {
   Fd("KVM_RUN", true);
   core_->Park();
 }
 
-void Vcpu::Unpark(const Napi::CallbackInfo&) { core_->Unpark(); }
+void Vcpu::Unpark(const Args&) { core_->Unpark(); }
 
 // runAsync(spinUs, parked): KVM_RUN on the vCPU thread; the exit reason
 // when it came within spinUs, else a Promise of it. `parked`: the run that
 // park() held, with any kick that came meanwhile.
-Napi::Value Vcpu::RunAsync(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::RunAsync(const Args& info) {
   Napi::Env env = info.Env();
   bool parked = info[1].ToBoolean();
   if (parked) core_->EndPark();
@@ -245,7 +277,7 @@ Napi::Value Vcpu::RunAsync(const Napi::CallbackInfo& info) {
   }
 }
 
-Napi::Value Vcpu::Kick(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::Kick(const Args& info) {
   return Napi::Boolean::New(info.Env(), !core_->closed() && core_->Kick());
 }
 
@@ -262,19 +294,19 @@ kvm_regs* RegsWords(Napi::Env env, const Napi::Value& v, const char* name) {
 
 // getRegs(into) / setRegs(words): KVM_GET_REGS / KVM_SET_REGS through 18
 // words that TypeScript names (cheaper than building objects here).
-void Vcpu::GetRegs(const Napi::CallbackInfo& info) {
+void Vcpu::GetRegs(const Args& info) {
   kvm_regs* regs = RegsWords(info.Env(), info[0], "into");
   CheckedIoctl(info.Env(), Fd("KVM_GET_REGS"), NODEKVM_IOCTL(KVM_GET_REGS), regs);
 }
 
-void Vcpu::SetRegs(const Napi::CallbackInfo& info) {
+void Vcpu::SetRegs(const Args& info) {
   kvm_regs regs = *RegsWords(info.Env(), info[0], "words");
   CheckedIoctl(info.Env(), Fd("KVM_SET_REGS"), NODEKVM_IOCTL(KVM_SET_REGS), &regs);
 }
 
 // setCpuid(entries): KVM_SET_CPUID2 with objects shaped like
 // kvm.getSupportedCpuid()'s.
-void Vcpu::SetCpuid(const Napi::CallbackInfo& info) {
+void Vcpu::SetCpuid(const Args& info) {
   Napi::Env env = info.Env();
   Napi::Array entries = ReadArray(info[0], "entries", 4096);
   int fd = Fd("KVM_SET_CPUID2");
@@ -288,7 +320,7 @@ void Vcpu::SetCpuid(const Napi::CallbackInfo& info) {
 }
 
 // translate(linearAddress): KVM_TRANSLATE through the guest's page tables.
-Napi::Value Vcpu::Translate(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::Translate(const Args& info) {
   Napi::Env env = info.Env();
   kvm_translation t{};
   t.linear_address = ReadU64(info[0], "linearAddress");
@@ -297,7 +329,7 @@ Napi::Value Vcpu::Translate(const Napi::CallbackInfo& info) {
 }
 
 // setGuestDebug(control, debugregs[8]): KVM_SET_GUEST_DEBUG.
-void Vcpu::SetGuestDebug(const Napi::CallbackInfo& info) {
+void Vcpu::SetGuestDebug(const Args& info) {
   Napi::Env env = info.Env();
   kvm_guest_debug dbg{};
   dbg.control = ReadU32(info[0], "control");
@@ -309,28 +341,28 @@ void Vcpu::SetGuestDebug(const Napi::CallbackInfo& info) {
 }
 
 // getStatsFd(): KVM_GET_STATS_FD on the vCPU. The caller owns the fd.
-Napi::Value Vcpu::GetStatsFd(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetStatsFd(const Args& info) {
   Napi::Env env = info.Env();
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_STATS_FD"), NODEKVM_IOCTL(KVM_GET_STATS_FD)));
 }
 
-Napi::Value Vcpu::GetRunBuffer(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetRunBuffer(const Args& info) {
   if (core_->closed()) throw ClosedError(info.Env(), "vCPU", "mmap");
   return core_->RunBuffer(info.Env());
 }
 
-Napi::Value Vcpu::GetId(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), id_); }
+Napi::Value Vcpu::GetId(const Args& info) { return Napi::Number::New(info.Env(), id_); }
 
-Napi::Value Vcpu::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_->fd()); }
+Napi::Value Vcpu::GetFd(const Args& info) { return Napi::Number::New(info.Env(), core_->fd()); }
 
-Napi::Value Vcpu::GetRunning(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), core_->busy()); }
+Napi::Value Vcpu::GetRunning(const Args& info) { return Napi::Boolean::New(info.Env(), core_->busy()); }
 
-Napi::Value Vcpu::GetKickHandle(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetKickHandle(const Args& info) {
   return Napi::BigInt::New(info.Env(), core_->handle());
 }
 
 
-void Vcpu::Close(const Napi::CallbackInfo&) { core_->Shutdown(); }
+void Vcpu::Close(const Args&) { core_->Shutdown(); }
 
 // ---- state: the kernel's fixed-size structs as bytes ----
 
@@ -342,7 +374,7 @@ size_t Vcpu::XsaveSize() {
 }
 
 // getState(kind): a copy of the struct KVM_GET_<kind> fills.
-Napi::Value Vcpu::GetState(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetState(const Args& info) {
   Napi::Env env = info.Env();
   const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
   int fd = Fd(kind.getName);
@@ -365,7 +397,7 @@ Napi::Value Vcpu::GetState(const Napi::CallbackInfo& info) {
 }
 
 // setState(kind, bytes): KVM_SET_<kind> from bytes of exactly its size.
-void Vcpu::SetState(const Napi::CallbackInfo& info) {
+void Vcpu::SetState(const Args& info) {
   Napi::Env env = info.Env();
   const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
   Napi::Uint8Array bytes = ReadBytes(info[1], "bytes");
@@ -380,7 +412,7 @@ void Vcpu::SetState(const Napi::CallbackInfo& info) {
 }
 
 // getNestedState(): KVM_GET_NESTED_STATE, or null where the KVM has none.
-Napi::Value Vcpu::GetNestedState(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetNestedState(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_GET_NESTED_STATE");
   int max = IoctlRetry(vm_->fd(), KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
@@ -395,7 +427,7 @@ Napi::Value Vcpu::GetNestedState(const Napi::CallbackInfo& info) {
   return out;
 }
 
-void Vcpu::SetNestedState(const Napi::CallbackInfo& info) {
+void Vcpu::SetNestedState(const Args& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array bytes = ReadBytes(info[0], "bytes");
   int fd = Fd("KVM_SET_NESTED_STATE");
@@ -412,7 +444,7 @@ void Vcpu::SetNestedState(const Napi::CallbackInfo& info) {
 
 // getMsrs(indices): KVM_GET_MSRS; the kernel stops at the first MSR it
 // cannot read, so the result may be shorter than the list.
-Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetMsrs(const Args& info) {
   Napi::Env env = info.Env();
   MsrIndicesFromJs(info[0], msrs_);
   int got = CheckedIoctl(env, Fd("KVM_GET_MSRS"), Ioctl{KVM_GET_MSRS_, "KVM_GET_MSRS"}, msrs_.arg());
@@ -421,14 +453,14 @@ Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
 
 // setMsrs(entries): KVM_SET_MSRS; returns how many were set (it stops at
 // the first the kernel refuses).
-Napi::Value Vcpu::SetMsrs(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::SetMsrs(const Args& info) {
   Napi::Env env = info.Env();
   MsrEntriesFromJs(info[0], msrs_);
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_SET_MSRS"), Ioctl{KVM_SET_MSRS_, "KVM_SET_MSRS"}, msrs_.arg()));
 }
 
 // getCpuid(): KVM_GET_CPUID2, sized by the kernel's own count.
-Napi::Value Vcpu::GetCpuid(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetCpuid(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_GET_CPUID2");
   // Newer kernels write the count back on success; 6.1 writes it back
@@ -463,36 +495,36 @@ Napi::Value Vcpu::GetCpuid(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Vcpu::GetTscKhz(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::GetTscKhz(const Args& info) {
   Napi::Env env = info.Env();
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_TSC_KHZ"), NODEKVM_IOCTL(KVM_GET_TSC_KHZ)));
 }
 
-void Vcpu::SetTscKhz(const Napi::CallbackInfo& info) {
+void Vcpu::SetTscKhz(const Args& info) {
   Napi::Env env = info.Env();
   uint32_t khz = ReadU32(info[0], "khz");
   CheckedIoctl(env, Fd("KVM_SET_TSC_KHZ"), NODEKVM_IOCTL(KVM_SET_TSC_KHZ), khz);
 }
 
 // interrupt(irq): KVM_INTERRUPT, for a VM without the in-kernel irqchip.
-void Vcpu::Interrupt(const Napi::CallbackInfo& info) {
+void Vcpu::Interrupt(const Args& info) {
   Napi::Env env = info.Env();
   kvm_interrupt irq{static_cast<__u32>(ReadInt(info[0], "irq", 0, 255))};
   CheckedIoctl(env, Fd("KVM_INTERRUPT"), NODEKVM_IOCTL(KVM_INTERRUPT), &irq);
 }
 
-void Vcpu::Nmi(const Napi::CallbackInfo& info) {
+void Vcpu::Nmi(const Args& info) {
   Napi::Env env = info.Env();
   CheckedIoctl(env, Fd("KVM_NMI"), NODEKVM_IOCTL(KVM_NMI));
 }
 
-void Vcpu::Smi(const Napi::CallbackInfo& info) {
+void Vcpu::Smi(const Args& info) {
   Napi::Env env = info.Env();
   CheckedIoctl(env, Fd("KVM_SMI"), NODEKVM_IOCTL(KVM_SMI));
 }
 
 // enableCap(cap, args[]): KVM_ENABLE_CAP on the vCPU.
-Napi::Value Vcpu::EnableCap(const Napi::CallbackInfo& info) {
+Napi::Value Vcpu::EnableCap(const Args& info) {
   Napi::Env env = info.Env();
   kvm_enable_cap cap{};
   cap.cap = ReadU32(info[0], "cap");
@@ -510,7 +542,7 @@ namespace nodekvm {
 // I/O or MMIO access the last exit left pending (SVM and VMX complete it
 // only on the next KVM_RUN) and returns at once, so that the registers read
 // afterwards are those after the instruction: what a snapshot must save.
-void Vcpu::CompletePendingIo(const Napi::CallbackInfo& info) {
+void Vcpu::CompletePendingIo(const Args& info) {
   Napi::Env env = info.Env();
   Fd("KVM_RUN", true);
   bool kicked = false;
@@ -521,7 +553,7 @@ void Vcpu::CompletePendingIo(const Napi::CallbackInfo& info) {
 
 // setSyncRegs(mask): which of KVM_SYNC_X86_REGS (1), _SREGS (2), _EVENTS
 // (4) KVM writes into kvm_run at every exit.
-void Vcpu::SetSyncRegs(const Napi::CallbackInfo& info) {
+void Vcpu::SetSyncRegs(const Args& info) {
   Fd("KVM_RUN");
   core_->run()->kvm_valid_regs = static_cast<__u64>(ReadInt(info[0], "mask", 0, KVM_SYNC_X86_VALID_FIELDS));
 }

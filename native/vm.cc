@@ -82,6 +82,7 @@ Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
   // hooks run before all of them, so the VM closes first.
   hookEnv_ = info.Env();
   napi_add_env_cleanup_hook(hookEnv_, &Vm::TeardownHook, this);
+  runTable_ = Data(info.Env()).runTable;
 }
 
 void Vm::TeardownHook(void* arg) {
@@ -91,7 +92,10 @@ void Vm::TeardownHook(void* arg) {
   vm->CloseAll();
 }
 
-Vm::~Vm() { CloseAll(); }
+Vm::~Vm() {
+  CloseAll();
+  runTable_->ForgetVm(this);
+}
 
 int Vm::Fd(const char* syscall) {
   if (!fd_.valid()) throw ClosedError(Env(), "VM", syscall);
@@ -132,10 +136,10 @@ int Vm::DeleteSlot(uint32_t id) {
   return r;
 }
 
-// setUserMemoryRegion(slot, flags, gpa, size, memory?, offset): size 0
-// deletes the slot. Returns [the userspace_addr KVM was given (0n for a
-// delete), the slot generation after it]: lib/ needs both, and a second
-// call into the addon after the ioctl costs ~10 µs of cold caches.
+// setUserMemoryRegion(slot, flags, gpa, size, memory?, offset, owner,
+// guestMemfd?, guestMemfdOffset?): size 0 deletes the slot. `owner` (lib's
+// GuestMemory around `memory`) is what the slot holds and slots() gives. Returns the userspace_addr KVM was given (undefined for
+// a delete); lib/ counts the slot generation along.
 Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_USER_MEMORY_REGION");
@@ -148,12 +152,12 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
     if (DeleteSlot(id) < 0) {
       throw SysError(env, errno, "KVM_SET_USER_MEMORY_REGION", "delete slot " + std::to_string(id));
     }
-    return SlotResult(env, 0);
+    return env.Undefined();
   }
 
   Memory* memory = UnwrapTagged<Memory>(info[4], kMemoryTag, "memory", "a GuestMemory");
-  Napi::Object memoryObj = info[4].As<Napi::Object>();
   uint64_t offset = ReadU64(info[5], "offset");
+  Napi::Object owner = ReadObject(info[6], "owner");
   if (!memory->StillValid(env)) {
     throw SysError(env, EFAULT, "KVM_SET_USER_MEMORY_REGION", "the memory is closed or its buffer was detached");
   }
@@ -168,7 +172,7 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
   region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uintptr_t>(memory->data()) + offset;
-  if (info.Length() > 6 && !info[6].IsUndefined()) {
+  if (info.Length() > 7 && !info[7].IsUndefined()) {
     // A guest_memfd binding: KVM_SET_USER_MEMORY_REGION2 with KVM_MEM_GUEST_MEMFD.
     MemoryRegion2 r2{};
     r2.slot = id;
@@ -176,8 +180,8 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
     r2.guest_phys_addr = gpa;
     r2.memory_size = size;
     r2.userspace_addr = region.userspace_addr;
-    r2.guest_memfd = static_cast<__u32>(ReadInt(info[6], "guestMemfd", 0, INT32_MAX));
-    r2.guest_memfd_offset = ReadU64(info[7], "guestMemfdOffset");
+    r2.guest_memfd = static_cast<__u32>(ReadInt(info[7], "guestMemfd", 0, INT32_MAX));
+    r2.guest_memfd_offset = ReadU64(info[8], "guestMemfdOffset");
     CheckedIoctl(env, fd, Ioctl{KVM_SET_USER_MEMORY_REGION2_, "KVM_SET_USER_MEMORY_REGION2"}, &r2, "slot " + std::to_string(id));
     flags = r2.flags;
   } else {
@@ -191,20 +195,14 @@ Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
     if (borrowed) SetBorrowedSlots(borrowedSlots_ + 1);
     auto pins = memory->Pin();
     slots_.emplace(id, Slot{flags, gpa, size, region.userspace_addr, offset, borrowed, memory,
-                            Napi::Persistent(memoryObj), std::move(pins), memory->mapping()});
+                            Napi::Persistent(owner), std::move(pins), memory->mapping()});
   } else {
     it->second.flags = flags;
     it->second.gpa = gpa;
   }
   ++slotGeneration_;
-  return SlotResult(env, region.userspace_addr);
-}
-
-Napi::Value Vm::SlotResult(Napi::Env env, uint64_t hva) {
-  Napi::Array out = Napi::Array::New(env, 2);
-  out.Set(0u, Napi::BigInt::New(env, hva));
-  out.Set(1u, Napi::Number::New(env, static_cast<double>(slotGeneration_)));
-  return out;
+  // The address only: an array of two cost a third of this call (napi_set_element).
+  return Napi::BigInt::New(env, static_cast<uint64_t>(region.userspace_addr));
 }
 
 // Each vCPU keeps whether there are any, so that a run need not read the VM.
@@ -238,7 +236,7 @@ Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
                vcpus_.end());
   core->setCheckSlots(borrowedSlots_ > 0);
   vcpus_.push_back(core);
-  return Vcpu::NewInstance(env, Value(), std::move(core), id);
+  return Napi::Number::New(env, runTable_->Add(std::make_unique<Vcpu>(env, std::move(core), id, this)));
 }
 
 // slots(): the registered slots as the kernel has them, by id.

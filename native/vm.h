@@ -12,6 +12,7 @@
 namespace nodekvm {
 
 class Memory;
+class RunTable;
 class VcpuCore;
 
 class Vm : public Napi::ObjectWrap<Vm> {
@@ -38,7 +39,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
     uint64_t offset;                  // of the slot's first byte in the memory
     bool borrowed;                    // caller-owned buffer: check before each run
     Memory* memory;                   // alive through memoryRef
-    Napi::ObjectReference memoryRef;  // keeps the memory alive while KVM maps it
+    Napi::ObjectReference memoryRef;  // lib's GuestMemory: keeps the memory alive while KVM maps it
     std::shared_ptr<int> pins;        // the memory's slot count
     std::shared_ptr<Mapping> mapping; // mapped memory: its pages, whatever finalizes first
   };
@@ -74,7 +75,6 @@ class Vm : public Napi::ObjectWrap<Vm> {
   void CloseAll();
   int DeleteSlot(uint32_t id);
   void SetBorrowedSlots(size_t n);
-  Napi::Value SlotResult(Napi::Env env, uint64_t hva);
 
   UniqueFd fd_;
   size_t vcpuMmapSize_ = 0;
@@ -83,6 +83,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots (SetBorrowedSlots)
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
+  std::shared_ptr<RunTable> runTable_;  // where its vCPUs are; outlives the environment's data
 
   // Eventfds and rings (eventfd.cc, rings.cc).
   void IoEventFd(const Napi::CallbackInfo& info);

@@ -1,6 +1,7 @@
 // Loads the compiled addon and describes its (internal) shape.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { GuestMemory } from './memory';
 
 /** @internal */
 export interface NativeKvm {
@@ -28,11 +29,13 @@ export interface NativeVm {
     size: number | bigint,
     memory?: NativeMemory,
     offset?: number | bigint,
+    owner?: GuestMemory,
     guestMemfd?: number,
     guestMemfdOffset?: number,
-  ): [hva: bigint, slotGeneration: number];
+  ): bigint | undefined; // the slot's host address; undefined when deleted (size 0)
   createGuestMemfd(size: number, flags: number): number;
-  createVcpu(id: number): NativeVcpu;
+  /** KVM_CREATE_VCPU: the new vCPU's slot (see {@link NativeVcpu}). */
+  createVcpu(id: number): number;
   slots(): NativeSlot[];
   createIrqchip(): void;
   getIrqchip(chipId: number): Uint8Array;
@@ -87,48 +90,7 @@ export interface NativeSlot {
   size: number;
   userspaceAddr: bigint;
   offset: number;
-  memory: NativeMemory;
-}
-
-/** @internal */
-export interface NativeVcpu {
-  readonly fd: number;
-  harvestDirtyRing(slots: Uint32Array, offsets: BigUint64Array): number; // native/rings.cc
-  readonly id: number;
-  readonly running: boolean;
-  readonly kickHandle: bigint;
-  /** KVM_GET_<kind>, into `into` (exactly the struct's size) when given. */
-  getState(kind: StateKind, into?: Uint8Array): Uint8Array;
-  setState(kind: StateKind, bytes: Uint8Array): void;
-  getNestedState(): Uint8Array | null;
-  setNestedState(bytes: Uint8Array): void;
-  getMsrs(indices: number[]): MsrEntry[];
-  setMsrs(entries: MsrEntry[]): number;
-  getCpuid(): import('./cpuid').CpuidEntry[];
-  getTscKhz(): number;
-  setTscKhz(khz: number): void;
-  interrupt(irq: number): void;
-  nmi(): void;
-  smi(): void;
-  enableCap(cap: number, args: bigint[]): number;
-  setSyncRegs(mask: number): void;
-  completePendingIo(): void;
-  readonly runBuffer: ArrayBuffer;
-  /** This vCPU's number for {@link Binding.runVcpu}. */
-  readonly runSlot: number;
-  /** The exit reason when it came within spinUs, else a Promise of it (-1: collected). */
-  runAsync(spinUs?: number, parked?: boolean): number | Promise<number>;
-  park(): void;
-  unpark(): void;
-  kick(): boolean;
-  /** KVM_GET_REGS into 18 words, in kvm_regs' order. */
-  getRegs(into: BigUint64Array): void;
-  setRegs(words: BigUint64Array): void;
-  setCpuid(entries: import('./cpuid').CpuidEntry[]): void;
-  translate(address: bigint | number): import('./vcpu').Translation;
-  setGuestDebug(control: number, debugregs: bigint[]): void;
-  getStatsFd(): number;
-  close(): void;
+  memory: GuestMemory; // the owner given to setUserMemoryRegion
 }
 
 /** @internal */
@@ -158,6 +120,8 @@ export interface Binding {
   kickVcpu(handle: bigint): boolean;
   /** One sync run of the vCPU with this runSlot: the exit reason. */
   runVcpu(slot: number, timeoutMs?: number): number;
+  /** The vCPU functions: each takes the vCPU's slot first (native/vcpu.cc). */
+  vcpu: VcpuFunctions;
   runLayout: Record<string, number>;
   stateLayouts: Record<string, Record<string, number>>;
   constants: Record<string, number>;
@@ -224,3 +188,162 @@ function load(): Binding {
 
 /** @internal */
 export const binding: Binding = load();
+
+/** @internal What the addon's vcpu functions take after the slot, and give. */
+interface VcpuFunctions {
+  release(slot: number): void;
+  fd(slot: number): number;
+  id(slot: number): number;
+  running(slot: number): boolean;
+  kickHandle(slot: number): bigint;
+  runBuffer(slot: number): ArrayBuffer;
+  harvestDirtyRing(slot: number, slots: Uint32Array, offsets: BigUint64Array): number;
+  getState(slot: number, kind: StateKind, into?: Uint8Array): Uint8Array;
+  setState(slot: number, kind: StateKind, bytes: Uint8Array): void;
+  getNestedState(slot: number): Uint8Array | null;
+  setNestedState(slot: number, bytes: Uint8Array): void;
+  getMsrs(slot: number, indices: number[]): MsrEntry[];
+  setMsrs(slot: number, entries: MsrEntry[]): number;
+  getCpuid(slot: number): import('./cpuid').CpuidEntry[];
+  getTscKhz(slot: number): number;
+  setTscKhz(slot: number, khz: number): void;
+  interrupt(slot: number, irq: number): void;
+  nmi(slot: number): void;
+  smi(slot: number): void;
+  enableCap(slot: number, cap: number, args: bigint[]): number;
+  setSyncRegs(slot: number, mask: number): void;
+  completePendingIo(slot: number): void;
+  runAsync(slot: number, spinUs?: number, parked?: boolean): number | Promise<number>;
+  park(slot: number): void;
+  unpark(slot: number): void;
+  kick(slot: number): boolean;
+  getRegs(slot: number, into: BigUint64Array): void;
+  setRegs(slot: number, words: BigUint64Array): void;
+  setCpuid(slot: number, entries: import('./cpuid').CpuidEntry[]): void;
+  translate(slot: number, address: bigint | number): import('./vcpu').Translation;
+  setGuestDebug(slot: number, control: number, debugregs: bigint[]): void;
+  getStatsFd(slot: number): number;
+  close(slot: number): void;
+}
+
+const V = binding.vcpu;
+// A vCPU the addon holds lives until its handle is garbage-collected
+// (closing it only closes its fd and kvm_run).
+const released = new FinalizationRegistry<number>((slot) => V.release(slot));
+
+/**
+ * @internal A vCPU of the addon, by its slot in the addon's table: the
+ * addon makes no JavaScript object per vCPU (see native/vcpu.h).
+ */
+export class NativeVcpu {
+  readonly #slot: number;
+
+  constructor(slot: number) {
+    this.#slot = slot;
+    released.register(this, slot);
+  }
+
+  /** This vCPU's number for {@link Binding.runVcpu}. */
+  get runSlot(): number {
+    return this.#slot;
+  }
+  get fd(): number {
+    return V.fd(this.#slot);
+  }
+  get id(): number {
+    return V.id(this.#slot);
+  }
+  get running(): boolean {
+    return V.running(this.#slot);
+  }
+  get kickHandle(): bigint {
+    return V.kickHandle(this.#slot);
+  }
+  get runBuffer(): ArrayBuffer {
+    return V.runBuffer(this.#slot);
+  }
+  harvestDirtyRing(slots: Uint32Array, offsets: BigUint64Array): number {
+    return V.harvestDirtyRing(this.#slot, slots, offsets); // native/rings.cc
+  }
+  /** KVM_GET_<kind>, into `into` (exactly the struct's size) when given. */
+  getState(kind: StateKind, into?: Uint8Array): Uint8Array {
+    return V.getState(this.#slot, kind, into);
+  }
+  setState(kind: StateKind, bytes: Uint8Array): void {
+    V.setState(this.#slot, kind, bytes);
+  }
+  getNestedState(): Uint8Array | null {
+    return V.getNestedState(this.#slot);
+  }
+  setNestedState(bytes: Uint8Array): void {
+    V.setNestedState(this.#slot, bytes);
+  }
+  getMsrs(indices: number[]): MsrEntry[] {
+    return V.getMsrs(this.#slot, indices);
+  }
+  setMsrs(entries: MsrEntry[]): number {
+    return V.setMsrs(this.#slot, entries);
+  }
+  getCpuid(): import('./cpuid').CpuidEntry[] {
+    return V.getCpuid(this.#slot);
+  }
+  getTscKhz(): number {
+    return V.getTscKhz(this.#slot);
+  }
+  setTscKhz(khz: number): void {
+    V.setTscKhz(this.#slot, khz);
+  }
+  interrupt(irq: number): void {
+    V.interrupt(this.#slot, irq);
+  }
+  nmi(): void {
+    V.nmi(this.#slot);
+  }
+  smi(): void {
+    V.smi(this.#slot);
+  }
+  enableCap(cap: number, args: bigint[]): number {
+    return V.enableCap(this.#slot, cap, args);
+  }
+  setSyncRegs(mask: number): void {
+    V.setSyncRegs(this.#slot, mask);
+  }
+  completePendingIo(): void {
+    V.completePendingIo(this.#slot);
+  }
+  /** The exit reason when it came within spinUs, else a Promise of it (-1: collected). */
+  runAsync(spinUs?: number, parked?: boolean): number | Promise<number> {
+    return V.runAsync(this.#slot, spinUs, parked);
+  }
+  park(): void {
+    V.park(this.#slot);
+  }
+  unpark(): void {
+    V.unpark(this.#slot);
+  }
+  kick(): boolean {
+    return V.kick(this.#slot);
+  }
+  /** KVM_GET_REGS into 18 words, in kvm_regs' order. */
+  getRegs(into: BigUint64Array): void {
+    V.getRegs(this.#slot, into);
+  }
+  setRegs(words: BigUint64Array): void {
+    V.setRegs(this.#slot, words);
+  }
+  setCpuid(entries: import('./cpuid').CpuidEntry[]): void {
+    V.setCpuid(this.#slot, entries);
+  }
+  translate(address: bigint | number): import('./vcpu').Translation {
+    return V.translate(this.#slot, address);
+  }
+  setGuestDebug(control: number, debugregs: bigint[]): void {
+    V.setGuestDebug(this.#slot, control, debugregs);
+  }
+  getStatsFd(): number {
+    return V.getStatsFd(this.#slot);
+  }
+  close(): void {
+    V.close(this.#slot);
+  }
+}

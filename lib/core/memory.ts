@@ -23,9 +23,6 @@ export function validatePages(size: unknown, name: string): number {
 export const MAX_VIEW: number = bufferConstants.MAX_LENGTH;
 binding.setMaxView(MAX_VIEW);
 
-// Each native memory's one GuestMemory, so that a slot gives back the object it was given.
-const wrappers = new WeakMap<NativeMemory, GuestMemory>();
-
 /** A `WebAssembly.Memory` (typed structurally: Node's types leave WebAssembly out). */
 export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
@@ -76,14 +73,6 @@ export class GuestMemory {
     this.#offset = offset;
     this.#size = size;
     this.#mapped = mapped;
-    wrappers.set(native, this);
-  }
-
-  /** @internal The GuestMemory around a native memory object. */
-  static fromNative(native: NativeMemory): GuestMemory {
-    const m = wrappers.get(native);
-    if (m === undefined) throw new Error('node-kvm internal error: a slot maps memory with no GuestMemory');
-    return m;
   }
 
   /** Maps `size` bytes (a multiple of the page size) of zeroed anonymous memory. */

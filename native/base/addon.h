@@ -13,7 +13,6 @@ class RunTable;
 struct AddonData {
   Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
   Napi::FunctionReference vmClass;
-  Napi::FunctionReference vcpuClass;
   Napi::FunctionReference memoryClass;
   Napi::FunctionReference noop;  // called to learn whether JS can still run
   std::shared_ptr<RunTable> runTable;  // vcpu.h
