@@ -25,7 +25,7 @@ if (!existsSync(INPROC)) {
 }
 const inproc = createRequire(import.meta.url)(INPROC);
 const { binding, NativeVcpu } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
-const { encodeSregs } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
+const { encodeSregs, SREGS_SIZE } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
 const { Kvm } = lib;
 
 // User CPU time is what the layers add on top of the kernel's work. The
@@ -129,6 +129,7 @@ function floorExits(kind, n) {
 function nativeLifecycles(n, steps) {
   const kvm = Kvm.open();
   const regs = new BigUint64Array(18);
+  const sregs = { bytes: new Uint8Array(SREGS_SIZE), mask: new Uint8Array(SREGS_SIZE) };
   regs[16] = 0x1000n; // rip
   regs[17] = 2n; // rflags
   const step = stepper(steps);
@@ -146,9 +147,9 @@ function nativeLifecycles(n, steps) {
       step(3);
       const vcpu = new NativeVcpu(vm.createVcpu(0));
       step(4);
-      const sregs = vcpu.getState('sregs');
-      encodeSregs(sregs, { cs: { base: 0n, selector: 0 } });
-      vcpu.setState('sregs', sregs);
+      sregs.mask.fill(0);
+      encodeSregs(sregs.bytes, { cs: { base: 0n, selector: 0 } }, 0, sregs.mask);
+      vcpu.setState('sregs', sregs.bytes, sregs.mask);
       step(5);
       vcpu.setRegs(regs);
       step(6);

@@ -396,18 +396,36 @@ Napi::Value Vcpu::GetState(const Args& info) {
   return out;
 }
 
-// setState(kind, bytes): KVM_SET_<kind> from bytes of exactly its size.
+// setState(kind, bytes, mask?): KVM_SET_<kind> from bytes of exactly its
+// size. With a mask (as long), only the bytes where it is set come from
+// `bytes`; the rest is the current state, read first with KVM_GET_<kind>:
+// what setSregs() of a few fields needs, in one call instead of two.
 void Vcpu::SetState(const Args& info) {
   Napi::Env env = info.Env();
   const StateKind& kind = FindStateKind(env, ReadPath(info[0], "kind"));
   Napi::Uint8Array bytes = ReadBytes(info[1], "bytes");
+  bool masked = info.Length() > 2 && !info[2].IsUndefined();
+  Napi::Uint8Array mask = masked ? ReadBytes(info[2], "mask") : Napi::Uint8Array();
   int fd = Fd(kind.setName);
   size_t size = std::strcmp(kind.name, "xsave") == 0 ? XsaveSize() : kind.size;
   if (bytes.ByteLength() != size) {
     throw OutOfRangeError(env, "bytes.byteLength", std::to_string(size) + " (the size of the " + kind.name + " struct)");
   }
+  if (masked && mask.ByteLength() != size) {
+    throw OutOfRangeError(env, "mask.byteLength", std::to_string(size) + " (the size of the " + kind.name + " struct)");
+  }
   // A copy: the kernel reads the struct while JS could change the view.
-  std::vector<uint8_t> copy(bytes.Data(), bytes.Data() + size);
+  std::vector<uint8_t> copy(size);
+  if (masked) {
+    Ioctl get{kind.get, kind.getName};
+    if (size > kind.size) get = Ioctl{KVM_GET_XSAVE2_, "KVM_GET_XSAVE2"};
+    CheckedIoctl(env, fd, get, copy.data());
+    const uint8_t* b = bytes.Data();
+    const uint8_t* m = mask.Data();
+    for (size_t i = 0; i < size; i++) copy[i] = static_cast<uint8_t>((copy[i] & ~m[i]) | (b[i] & m[i]));
+  } else {
+    std::memcpy(copy.data(), bytes.Data(), size);
+  }
   CheckedIoctl(env, fd, Ioctl{kind.set, kind.setName}, copy.data());
 }
 

@@ -199,7 +199,7 @@ interface VcpuFunctions {
   runBuffer(slot: number): ArrayBuffer;
   harvestDirtyRing(slot: number, slots: Uint32Array, offsets: BigUint64Array): number;
   getState(slot: number, kind: StateKind, into?: Uint8Array): Uint8Array;
-  setState(slot: number, kind: StateKind, bytes: Uint8Array): void;
+  setState(slot: number, kind: StateKind, bytes: Uint8Array, mask?: Uint8Array): void;
   getNestedState(slot: number): Uint8Array | null;
   setNestedState(slot: number, bytes: Uint8Array): void;
   getMsrs(slot: number, indices: number[]): MsrEntry[];
@@ -269,8 +269,9 @@ export class NativeVcpu {
   getState(kind: StateKind, into?: Uint8Array): Uint8Array {
     return V.getState(this.#slot, kind, into);
   }
-  setState(kind: StateKind, bytes: Uint8Array): void {
-    V.setState(this.#slot, kind, bytes);
+  /** KVM_SET_<kind>; with `mask`, only the bytes it marks (0xff), the rest as KVM_GET_<kind> reads them. */
+  setState(kind: StateKind, bytes: Uint8Array, mask?: Uint8Array): void {
+    V.setState(this.#slot, kind, bytes, mask);
   }
   getNestedState(): Uint8Array | null {
     return V.getNestedState(this.#slot);

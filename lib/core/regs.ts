@@ -125,36 +125,50 @@ export function decodeSregs(b: Uint8Array, at = 0): Sregs {
 
 /**
  * @internal Writes what `sregs` (checked by {@link validateSregs}) names
- * over the `struct kvm_sregs` at byte `at` of `b`; the rest stays.
+ * over the `struct kvm_sregs` at byte `at` of `b`; the rest stays. With
+ * `mask` (laid out as `b`), sets 0xff over each byte written.
  */
-export function encodeSregs(b: Uint8Array, sregs: SregsInput, at = 0): void {
+export function encodeSregs(b: Uint8Array, sregs: SregsInput, at = 0, mask?: Uint8Array): void {
   const v = new DataView(b.buffer, b.byteOffset + at, SREGS_SIZE);
+  const mark = mask === undefined ? undefined : (o: number, n: number) => mask.fill(0xff, at + o, at + o + n);
+  const u64 = (o: number, x: bigint | number) => {
+    v.setBigUint64(o, BigInt(x), true);
+    mark?.(o, 8);
+  };
+  // The checked copy holds only what was given: walk its keys, not every name.
   const s = sregs as Record<string, unknown>;
-  for (const name of SEGMENT_NAMES) {
-    const seg = own(s, name) as Record<string, bigint | number> | undefined;
-    if (seg === undefined) continue;
+  for (const name of Object.keys(s)) {
     const o = SREGS[name]!;
-    for (const k of Object.keys(seg)) {
-      const x = seg[k]!;
-      if (k === 'base') v.setBigUint64(o + SEG.base!, BigInt(x), true);
-      else if (k === 'limit') v.setUint32(o + SEG.limit!, Number(x), true);
-      else if (k === 'selector') v.setUint16(o + SEG.selector!, Number(x), true);
-      else v.setUint8(o + SEG[k]!, Number(x));
+    const x = s[name];
+    if (name === 'gdt' || name === 'idt') {
+      const t = x as { base?: bigint | number; limit?: number };
+      if (t.base !== undefined) u64(o + DT.base!, t.base);
+      if (t.limit !== undefined) {
+        v.setUint16(o + DT.limit!, Number(t.limit), true);
+        mark?.(o + DT.limit!, 2);
+      }
+    } else if (name === 'interruptBitmap') {
+      (x as bigint[]).forEach((w, i) => u64(o + 8 * i, w));
+    } else if (typeof x === 'object') {
+      const seg = x as Record<string, bigint | number>;
+      for (const k of Object.keys(seg)) {
+        const f = seg[k]!;
+        if (k === 'base') u64(o + SEG.base!, f);
+        else if (k === 'limit') {
+          v.setUint32(o + SEG.limit!, Number(f), true);
+          mark?.(o + SEG.limit!, 4);
+        } else if (k === 'selector') {
+          v.setUint16(o + SEG.selector!, Number(f), true);
+          mark?.(o + SEG.selector!, 2);
+        } else {
+          v.setUint8(o + SEG[k]!, Number(f));
+          mark?.(o + SEG[k]!, 1);
+        }
+      }
+    } else {
+      u64(o, x as bigint | number); // a control register
     }
   }
-  for (const name of ['gdt', 'idt'] as const) {
-    const t = own(s, name) as Record<string, bigint | number> | undefined;
-    const base = t && (own(t, 'base') as bigint | undefined);
-    const limit = t && (own(t, 'limit') as number | undefined);
-    if (base !== undefined) v.setBigUint64(SREGS[name]! + DT.base!, BigInt(base), true);
-    if (limit !== undefined) v.setUint16(SREGS[name]! + DT.limit!, Number(limit), true);
-  }
-  for (const name of CONTROL_NAMES) {
-    const x = own(s, name) as bigint | number | undefined;
-    if (x !== undefined) v.setBigUint64(SREGS[name]!, BigInt(x), true);
-  }
-  const bits = own(s, 'interruptBitmap') as bigint[] | undefined;
-  if (bits !== undefined) bits.forEach((x, i) => v.setBigUint64(SREGS.interruptBitmap! + 8 * i, x, true));
 }
 
 /** @internal Names the 18 words of a `struct kvm_regs` that start at `words[at]`. */

@@ -210,9 +210,10 @@ export class Vcpu {
   /** `KVM_SET_SREGS`; fields left out keep their values (read first with `KVM_GET_SREGS`). */
   setSregs(sregs: SregsInput): void {
     const valid = validateSregs(sregs);
-    const bytes = this.native.getState('sregs', sregsScratch());
-    encodeSregs(bytes, valid);
-    this.native.setState('sregs', bytes);
+    const bytes = sregsScratch();
+    const mask = (sregsMask ??= new Uint8Array(SREGS_SIZE)).fill(0);
+    encodeSregs(bytes, valid, 0, mask);
+    this.native.setState('sregs', bytes, mask); // one call: the addon reads the rest first
   }
 
   /** `KVM_GET_CPUID2`: the CPUID entries this vCPU was given. */
@@ -546,7 +547,7 @@ export class Vcpu {
   }
 }
 
-// One regs and one sregs buffer for every vCPU of this thread: each call
+// One regs and one sregs buffer (and its mask) for every vCPU of this thread: each call
 // fills, encodes or decodes its buffer at once and lets no user code run in
 // between. A typed array over 64 bytes gets its own off-heap store: made
 // per vCPU, the sregs one alone was ~3% of a VM's life's user time.
@@ -554,6 +555,7 @@ let regsWords: BigUint64Array | undefined;
 let sregsBytes: Uint8Array | undefined;
 const regsScratch = (): BigUint64Array => (regsWords ??= new BigUint64Array(18));
 const sregsScratch = (): Uint8Array => (sregsBytes ??= new Uint8Array(SREGS_SIZE));
+let sregsMask: Uint8Array | undefined;
 
 // Exits that carry only their reason, decoded without kvm_run: a vCPU
 // that just halts never pays for the buffer over it.

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CR0, GuestMemory, Kvm, MAX_VIEW, MemFlag, probeKvm, runUntilHalt, runUntilHaltAsync, setupMode } from '../../../lib';
 import { CHILD_GUEST, CODE, LIB, catchError, realModeGuest, runNode, runToExit } from '../helpers';
+import { binding } from '../../../lib/core/binding';
 
 const SPIN = [0xeb, 0xfe]; // jmp $
 const lib = LIB;
@@ -243,6 +244,22 @@ describe('runs that always end', () => {
     expect(into.some((b) => b !== 0)).toBe(true); // cs.base and friends are set
     expect(catchError(() => native.getState('sregs', new Uint8Array(into.length - 1)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(catchError(() => native.getState('sregs', 'x' as unknown as Uint8Array))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
+  it('writes only the masked bytes of a vCPU state, the rest as the kernel has it, refusing a mask of another size', () => {
+    using g = realModeGuest([0xf4]);
+    const native = g.vcpu.native;
+    const before = g.vcpu.getSregs();
+    const bytes = new Uint8Array(native.getState('sregs').length).fill(0x5a); // junk outside the mask
+    const mask = new Uint8Array(bytes.length);
+    const at = binding.stateLayouts.sregs!.ds! + binding.stateLayouts.segment!.selector!;
+    bytes.set([0x34, 0x12], at);
+    mask.fill(0xff, at, at + 2);
+    native.setState('sregs', bytes, mask);
+    expect(g.vcpu.getSregs()).toEqual({ ...before, ds: { ...before.ds, selector: 0x1234 } });
+    expect(catchError(() => native.setState('sregs', bytes, mask.subarray(1)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(catchError(() => native.setState('sregs', bytes, 'x' as unknown as Uint8Array))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(g.vcpu.getSregs().ds.selector).toBe(0x1234);
   });
 
   it('lets worker.terminate() and process.exit() return while a worker sits in a sync run, or builds its guest', () => {
