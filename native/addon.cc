@@ -447,16 +447,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Owned by the env, which deletes it at teardown.
   env.SetInstanceData(std::make_unique<AddonData>().release());
   AddonData& data = Data(env);
-  // Hooks run in reverse order: this one after those of the VMs and
-  // cores, while the environment can still drop references.
-  data.runTable = std::make_shared<RunTable>();
-  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<RunTable*>(table)->Clear(); }, data.runTable.get());
-  Napi::Function vm = Vm::Define(env);
+  // Cleanup hooks run in reverse order: the VMs' table empties first
+  // (closing their vCPUs' cores), then the vCPUs', after the cores' own
+  // hooks and while references can still be dropped.
+  data.runTable = std::make_shared<Table<Vcpu>>();
+  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vcpu>*>(table)->Clear(); }, data.runTable.get());
+  data.vmTable = std::make_shared<Table<Vm>>();
+  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vm>*>(table)->Clear(); }, data.vmTable.get());
   Napi::Function memory = Memory::Define(env);
-  data.vmClass = Napi::Persistent(vm);
   data.memoryClass = Napi::Persistent(memory);
   exports.Set("Kvm", Kvm::Define(env));
-  exports.Set("Vm", vm);
+  exports.Set("vm", Vm::DefineFunctions(env));
   exports.Set("vcpu", Vcpu::DefineFunctions(env));
   exports.Set("runVcpu", Vcpu::DefineRun(env));
   exports.Set("Memory", memory);

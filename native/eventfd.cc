@@ -207,7 +207,7 @@ void EventFd::CloseNow(bool fromTeardown) {
 
 // ioeventfd(eventfd, address, length, flags, datamatch): KVM_IOEVENTFD.
 // flags: KVM_IOEVENTFD_FLAG_DATAMATCH | _PIO | _DEASSIGN.
-void Vm::IoEventFd(const Napi::CallbackInfo& info) {
+void Vm::IoEventFd(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_IOEVENTFD");
   kvm_ioeventfd a{};
@@ -226,7 +226,7 @@ void Vm::IoEventFd(const Napi::CallbackInfo& info) {
 
 // irqfd(eventfd, gsi, flags, resampleEventfd?): KVM_IRQFD.
 // flags: KVM_IRQFD_FLAG_DEASSIGN | _RESAMPLE.
-void Vm::IrqFd(const Napi::CallbackInfo& info) {
+void Vm::IrqFd(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_IRQFD");
   kvm_irqfd a{};

@@ -1,5 +1,6 @@
 #include "kvm.h"
 
+
 #include <fcntl.h>
 #include <linux/kvm.h>
 
@@ -11,6 +12,7 @@
 #include "base/convert.h"
 #include "base/errors.h"
 #include "base/flex.h"
+#include "base/table.h"
 #include "base/ioctl.h"
 #include "vm.h"
 
@@ -71,7 +73,8 @@ Napi::Value Kvm::CreateVm(const Napi::CallbackInfo& info) {
   if (vcpuMmapSize_ == 0) vcpuMmapSize_ = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_GET_VCPU_MMAP_SIZE));
   int mmapSize = vcpuMmapSize_;
   int vmfd = CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CREATE_VM), type);
-  return Vm::NewInstance(env, UniqueFd(vmfd), static_cast<size_t>(mmapSize));
+  UniqueFd owned(vmfd);
+  return Napi::Number::New(env, Data(env).vmTable->Add(std::make_unique<Vm>(env, std::move(owned), static_cast<size_t>(mmapSize))));
 }
 
 // KVM_GET_SUPPORTED_CPUID: grows the buffer while the kernel says E2BIG.

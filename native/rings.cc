@@ -65,7 +65,7 @@ Napi::Object RingLayouts(Napi::Env env) {
 
 // coalescedZone(register, address, size, pio):
 // KVM_REGISTER_COALESCED_MMIO or KVM_UNREGISTER_COALESCED_MMIO.
-void Vm::CoalescedZone(const Napi::CallbackInfo& info) {
+void Vm::CoalescedZone(const Args& info) {
   Napi::Env env = info.Env();
   bool add = ReadBool(info[0], "register");
   kvm_coalesced_mmio_zone zone{};
@@ -82,7 +82,7 @@ void Vm::CoalescedZone(const Napi::CallbackInfo& info) {
 
 // enableDirtyRing(bytes, acqRel): KVM_ENABLE_CAP KVM_CAP_DIRTY_LOG_RING(_ACQ_REL)
 // with the ring size per vCPU; only before the first vCPU.
-void Vm::EnableDirtyRing(const Napi::CallbackInfo& info) {
+void Vm::EnableDirtyRing(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_ENABLE_CAP");
   uint32_t bytes = ReadU32(info[0], "bytes");
@@ -98,12 +98,12 @@ void Vm::EnableDirtyRing(const Napi::CallbackInfo& info) {
 }
 
 // resetDirtyRings(): KVM_RESET_DIRTY_RINGS; the number of entries reset.
-Napi::Value Vm::ResetDirtyRings(const Napi::CallbackInfo& info) {
+Napi::Value Vm::ResetDirtyRings(const Args& info) {
   Napi::Env env = info.Env();
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_RESET_DIRTY_RINGS"), NODEKVM_IOCTL(KVM_RESET_DIRTY_RINGS)));
 }
 
-Napi::Value Vm::GetDirtyRingBytes(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetDirtyRingBytes(const Args& info) {
   return Napi::Number::New(info.Env(), dirtyRingBytes_);
 }
 

@@ -33,90 +33,43 @@ bool EnvAlive(Napi::Env env) {
 
 }  // namespace
 
-// A vCPU function: finds the vCPU by the slot in argv[0], then runs the
-// method with the arguments after it.
-template <typename R, R (Vcpu::*M)(const Args&)>
-napi_value Vcpu::Call(napi_env env, napi_callback_info cbinfo) {
-  constexpr size_t kMax = 4;  // the slot and at most three arguments
-  size_t argc = kMax;
-  napi_value argv[kMax];
-  void* table;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) != napi_ok) return nullptr;
-  argc = std::min(argc, kMax);
-  try {
-    uint32_t slot = 0;
-    Vcpu* vcpu = nullptr;
-    if (argc > 0 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
-      vcpu = static_cast<const RunTable*>(table)->Find(slot);
-    }
-    if (vcpu == nullptr) throw ArgTypeError(Napi::Env(env), "slot", "a vCPU's slot");
-    Args args(env, argc - 1, argv + 1);
-    if constexpr (std::is_void_v<R>) {
-      (vcpu->*M)(args);
-      return nullptr;
-    } else {
-      return (vcpu->*M)(args);
-    }
-  } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
-    return nullptr;
-  }
-}
-
-// release(slot): the vCPU's handle was garbage-collected.
-napi_value Vcpu::Release(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 1;
-  napi_value argv[1];
-  void* table;
-  uint32_t slot = 0;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1 &&
-      napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
-    static_cast<RunTable*>(table)->Remove(slot);
-  }
-  return nullptr;
-}
-
 Napi::Object Vcpu::DefineFunctions(Napi::Env env) {
   RunTable* table = Data(env).runTable.get();
   Napi::Object o = Napi::Object::New(env);
-  auto add = [&](const char* name, napi_callback cb) {
-    napi_value fn;
-    NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, table, &fn));
-    o.Set(name, Napi::Value(env, fn));
-  };
-  add("release", &Vcpu::Release);
-  add("park", &Call<void, &Vcpu::Park>);
-  add("unpark", &Call<void, &Vcpu::Unpark>);
-  add("runAsync", &Call<Napi::Value, &Vcpu::RunAsync>);
-  add("kick", &Call<Napi::Value, &Vcpu::Kick>);
-  add("getRegs", &Call<void, &Vcpu::GetRegs>);
-  add("setRegs", &Call<void, &Vcpu::SetRegs>);
-  add("setCpuid", &Call<void, &Vcpu::SetCpuid>);
-  add("translate", &Call<Napi::Value, &Vcpu::Translate>);
-  add("setGuestDebug", &Call<void, &Vcpu::SetGuestDebug>);
-  add("getStatsFd", &Call<Napi::Value, &Vcpu::GetStatsFd>);
-  add("close", &Call<void, &Vcpu::Close>);
-  add("runBuffer", &Call<Napi::Value, &Vcpu::GetRunBuffer>);
-  add("id", &Call<Napi::Value, &Vcpu::GetId>);
-  add("fd", &Call<Napi::Value, &Vcpu::GetFd>);
-  add("running", &Call<Napi::Value, &Vcpu::GetRunning>);
-  add("kickHandle", &Call<Napi::Value, &Vcpu::GetKickHandle>);
-  add("getState", &Call<Napi::Value, &Vcpu::GetState>);
-  add("setState", &Call<void, &Vcpu::SetState>);
-  add("getNestedState", &Call<Napi::Value, &Vcpu::GetNestedState>);
-  add("setNestedState", &Call<void, &Vcpu::SetNestedState>);
-  add("getMsrs", &Call<Napi::Value, &Vcpu::GetMsrs>);
-  add("setMsrs", &Call<Napi::Value, &Vcpu::SetMsrs>);
-  add("getCpuid", &Call<Napi::Value, &Vcpu::GetCpuid>);
-  add("getTscKhz", &Call<Napi::Value, &Vcpu::GetTscKhz>);
-  add("setTscKhz", &Call<void, &Vcpu::SetTscKhz>);
-  add("interrupt", &Call<void, &Vcpu::Interrupt>);
-  add("nmi", &Call<void, &Vcpu::Nmi>);
-  add("smi", &Call<void, &Vcpu::Smi>);
-  add("enableCap", &Call<Napi::Value, &Vcpu::EnableCap>);
-  add("setSyncRegs", &Call<void, &Vcpu::SetSyncRegs>);
-  add("completePendingIo", &Call<void, &Vcpu::CompletePendingIo>);
-  add("harvestDirtyRing", &Call<Napi::Value, &Vcpu::HarvestDirtyRing>);  // rings.cc
+  auto add = [&](const char* name, napi_callback cb) { AddSlotFunction(env, o, name, cb, table); };
+  add("release", &ReleaseBySlot<Vcpu>);
+  add("park", &CallBySlot<Vcpu, void, &Vcpu::Park>);
+  add("unpark", &CallBySlot<Vcpu, void, &Vcpu::Unpark>);
+  add("runAsync", &CallBySlot<Vcpu, Napi::Value, &Vcpu::RunAsync>);
+  add("kick", &CallBySlot<Vcpu, Napi::Value, &Vcpu::Kick>);
+  add("getRegs", &CallBySlot<Vcpu, void, &Vcpu::GetRegs>);
+  add("setRegs", &CallBySlot<Vcpu, void, &Vcpu::SetRegs>);
+  add("setCpuid", &CallBySlot<Vcpu, void, &Vcpu::SetCpuid>);
+  add("translate", &CallBySlot<Vcpu, Napi::Value, &Vcpu::Translate>);
+  add("setGuestDebug", &CallBySlot<Vcpu, void, &Vcpu::SetGuestDebug>);
+  add("getStatsFd", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetStatsFd>);
+  add("close", &CallBySlot<Vcpu, void, &Vcpu::Close>);
+  add("runBuffer", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetRunBuffer>);
+  add("id", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetId>);
+  add("fd", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetFd>);
+  add("running", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetRunning>);
+  add("kickHandle", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetKickHandle>);
+  add("getState", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetState>);
+  add("setState", &CallBySlot<Vcpu, void, &Vcpu::SetState>);
+  add("getNestedState", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetNestedState>);
+  add("setNestedState", &CallBySlot<Vcpu, void, &Vcpu::SetNestedState>);
+  add("getMsrs", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetMsrs>);
+  add("setMsrs", &CallBySlot<Vcpu, Napi::Value, &Vcpu::SetMsrs>);
+  add("getCpuid", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetCpuid>);
+  add("getTscKhz", &CallBySlot<Vcpu, Napi::Value, &Vcpu::GetTscKhz>);
+  add("setTscKhz", &CallBySlot<Vcpu, void, &Vcpu::SetTscKhz>);
+  add("interrupt", &CallBySlot<Vcpu, void, &Vcpu::Interrupt>);
+  add("nmi", &CallBySlot<Vcpu, void, &Vcpu::Nmi>);
+  add("smi", &CallBySlot<Vcpu, void, &Vcpu::Smi>);
+  add("enableCap", &CallBySlot<Vcpu, Napi::Value, &Vcpu::EnableCap>);
+  add("setSyncRegs", &CallBySlot<Vcpu, void, &Vcpu::SetSyncRegs>);
+  add("completePendingIo", &CallBySlot<Vcpu, void, &Vcpu::CompletePendingIo>);
+  add("harvestDirtyRing", &CallBySlot<Vcpu, Napi::Value, &Vcpu::HarvestDirtyRing>);  // rings.cc
   return o;
 }
 
@@ -136,43 +89,6 @@ int Vcpu::Fd(const char* syscall, bool forRun) {
                           : "the vCPU is running (runAsync); await it or kick() it first");
   }
   return core_->fd();
-}
-
-uint32_t RunTable::Add(std::unique_ptr<Vcpu> v) {
-  uint32_t i;
-  if (!free_.empty()) {
-    i = free_.back();
-    free_.pop_back();
-  } else {
-    i = static_cast<uint32_t>(entries_.size());
-    entries_.emplace_back();
-  }
-  Entry& e = entries_[i];
-  // A number that no earlier vCPU at this index had (until 4096 reuses).
-  e.slot = (e.slot + (1u << kIndexBits)) & ~kIndexMask;
-  if (e.slot == 0) e.slot = 1u << kIndexBits;
-  e.slot |= i;
-  e.vcpu = std::move(v);
-  return e.slot;
-}
-
-void RunTable::Remove(uint32_t slot) {
-  uint32_t i = slot & kIndexMask;
-  if (i >= entries_.size() || entries_[i].slot != slot || !entries_[i].vcpu) return;
-  auto gone = std::move(entries_[i].vcpu);  // the entry is free before ~Vcpu runs
-  free_.push_back(i);
-}
-
-void RunTable::ForgetVm(const Vm* vm) {
-  for (auto& e : entries_) {
-    if (e.vcpu) e.vcpu->ForgetVm(vm);
-  }
-}
-
-void RunTable::Clear() {
-  auto gone = std::move(entries_);
-  entries_.clear();
-  free_.clear();
 }
 
 Napi::Function Vcpu::DefineRun(Napi::Env env) {

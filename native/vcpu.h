@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/flex.h"
+#include "base/table.h"
 #include "vcpu_core.h"
 
 namespace nodekvm {
@@ -14,55 +15,13 @@ namespace nodekvm {
 class Vm;
 class Vcpu;
 
-// The arguments of a call to one of a vCPU's functions, after its slot:
-// what node-addon-api's CallbackInfo gives a method.
-class Args {
- public:
-  Args(napi_env env, size_t argc, const napi_value* argv) : env_(env), argc_(argc), argv_(argv) {}
-  Napi::Env Env() const { return Napi::Env(env_); }
-  size_t Length() const { return argc_; }
-  Napi::Value operator[](size_t i) const {
-    return i < argc_ ? Napi::Value(env_, argv_[i]) : Env().Undefined();
-  }
-
- private:
-  napi_env env_;
-  size_t argc_;
-  const napi_value* argv_;
-};
-
-// One environment's vCPUs, owned here and named by a small number (their
-// slot) that lib/ passes to every vCPU function. A vCPU has no JavaScript
-// wrapper of its own: napi_new_instance and napi_wrap cost a tenth of a
-// VM's life in user time, and napi_unwrap is a private-property lookup on
-// every call. lib/ releases a slot when its handle is garbage-collected.
-class RunTable {
- public:
-  uint32_t Add(std::unique_ptr<Vcpu> v);
-  // Destroys the vCPU (closing it); a stale slot does nothing.
-  void Remove(uint32_t slot);
-  Vcpu* Find(uint32_t slot) const {
-    uint32_t i = slot & kIndexMask;
-    return i < entries_.size() && entries_[i].slot == slot ? entries_[i].vcpu.get() : nullptr;
-  }
-  // A VM being destroyed: its vCPUs (closed by then) forget it.
-  void ForgetVm(const Vm* vm);
-  // At the environment's teardown, before the finalizers.
-  void Clear();
-
- private:
-  static constexpr uint32_t kIndexBits = 20;
-  static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-  struct Entry {
-    std::unique_ptr<Vcpu> vcpu;
-    uint32_t slot = 0;  // index, and in the high bits a count of its reuses
-  };
-  std::vector<Entry> entries_;
-  std::vector<uint32_t> free_;
-};
+// One environment's vCPUs (base/table.h). run() finds its vCPU by index
+// once per exit, as every other vCPU function does.
+using RunTable = Table<Vcpu>;
 
 class Vcpu {
  public:
+  static constexpr const char* kSlotOf = "a vCPU's slot";
   Vcpu(Napi::Env env, std::shared_ptr<VcpuCore> core, uint32_t id, Vm* vm);
   ~Vcpu();
   Vcpu(const Vcpu&) = delete;
@@ -76,11 +35,7 @@ class Vcpu {
   }
 
  private:
-  template <typename R, R (Vcpu::*M)(const Args&)>
-  static napi_value Call(napi_env env, napi_callback_info cbinfo);
-  static napi_value Release(napi_env env, napi_callback_info cbinfo);
   Napi::Env Env() const { return Napi::Env(env_); }
- private:
   int Fd(const char* syscall, bool forRun = false);
   static napi_value RunSlot(napi_env env, napi_callback_info info);
   napi_value Run(napi_env env, napi_value timeoutMs);

@@ -30,71 +30,55 @@ struct PendingVm {
 size_t BitmapBytes(uint64_t npages) { return ((npages + 63) / 64) * 8; }
 }  // namespace
 
-Napi::Function Vm::Define(Napi::Env env) {
-  return DefineClass(env, "Vm",
-                     {
-                         InstanceMethod<&Vm::CheckExtension>("checkExtension"),
-                         InstanceMethod<&Vm::SetTssAddr>("setTssAddr"),
-                         InstanceMethod<&Vm::SetIdentityMapAddr>("setIdentityMapAddr"),
-                         InstanceMethod<&Vm::SetUserMemoryRegion>("setUserMemoryRegion"),
-                         InstanceMethod<&Vm::CreateVcpu>("createVcpu"),
-                         InstanceMethod<&Vm::Slots>("slots"),
-                         InstanceMethod<&Vm::GetDirtyLog>("getDirtyLog"),
-                         InstanceMethod<&Vm::ClearDirtyLog>("clearDirtyLog"),
-                         InstanceMethod<&Vm::EnableCap>("enableCap"),
-                         InstanceMethod<&Vm::GetStatsFd>("getStatsFd"),
-                         InstanceMethod<&Vm::Close>("close"),
-                         InstanceAccessor<&Vm::GetFd>("fd"),
-                         InstanceAccessor<&Vm::GetSlotGeneration>("slotGeneration"),
-                         // eventfd.cc, rings.cc
-                         InstanceMethod<&Vm::IoEventFd>("ioeventfd"),
-                         InstanceMethod<&Vm::IrqFd>("irqfd"),
-                         InstanceMethod<&Vm::CoalescedZone>("coalescedZone"),
-                         InstanceMethod<&Vm::EnableDirtyRing>("enableDirtyRing"),
-                         InstanceMethod<&Vm::ResetDirtyRings>("resetDirtyRings"),
-                         InstanceAccessor<&Vm::GetDirtyRingBytes>("dirtyRingBytes"),
-                         InstanceMethod<&Vm::CreateIrqchip>("createIrqchip"),
-                         InstanceMethod<&Vm::GetIrqchip>("getIrqchip"),
-                         InstanceMethod<&Vm::SetIrqchip>("setIrqchip"),
-                         InstanceMethod<&Vm::IrqLine>("irqLine"),
-                         InstanceMethod<&Vm::SetGsiRouting>("setGsiRouting"),
-                         InstanceMethod<&Vm::CreatePit2>("createPit2"),
-                         InstanceMethod<&Vm::GetPit2>("getPit2"),
-                         InstanceMethod<&Vm::SetPit2>("setPit2"),
-                         InstanceMethod<&Vm::GetClock>("getClock"),
-                         InstanceMethod<&Vm::SetClock>("setClock"),
-                         InstanceMethod<&Vm::SetMsrFilter>("setMsrFilter"),
-                         InstanceMethod<&Vm::CreateGuestMemfd>("createGuestMemfd"),
-                     });
+// The binding's vm functions, each taking the VM's slot first.
+Napi::Object Vm::DefineFunctions(Napi::Env env) {
+  Table<Vm>* table = Data(env).vmTable.get();
+  Napi::Object o = Napi::Object::New(env);
+  auto add = [&](const char* name, napi_callback cb) { AddSlotFunction(env, o, name, cb, table); };
+  add("release", &ReleaseBySlot<Vm>);
+  add("checkExtension", &CallBySlot<Vm, Napi::Value, &Vm::CheckExtension>);
+  add("setTssAddr", &CallBySlot<Vm, void, &Vm::SetTssAddr>);
+  add("setIdentityMapAddr", &CallBySlot<Vm, void, &Vm::SetIdentityMapAddr>);
+  add("setUserMemoryRegion", &CallBySlot<Vm, Napi::Value, &Vm::SetUserMemoryRegion>);
+  add("createVcpu", &CallBySlot<Vm, Napi::Value, &Vm::CreateVcpu>);
+  add("slots", &CallBySlot<Vm, Napi::Value, &Vm::Slots>);
+  add("getDirtyLog", &CallBySlot<Vm, void, &Vm::GetDirtyLog>);
+  add("clearDirtyLog", &CallBySlot<Vm, void, &Vm::ClearDirtyLog>);
+  add("enableCap", &CallBySlot<Vm, Napi::Value, &Vm::EnableCap>);
+  add("getStatsFd", &CallBySlot<Vm, Napi::Value, &Vm::GetStatsFd>);
+  add("close", &CallBySlot<Vm, void, &Vm::Close>);
+  add("fd", &CallBySlot<Vm, Napi::Value, &Vm::GetFd>);
+  add("slotGeneration", &CallBySlot<Vm, Napi::Value, &Vm::GetSlotGeneration>);
+  add("ioeventfd", &CallBySlot<Vm, void, &Vm::IoEventFd>);
+  add("irqfd", &CallBySlot<Vm, void, &Vm::IrqFd>);
+  add("coalescedZone", &CallBySlot<Vm, void, &Vm::CoalescedZone>);
+  add("enableDirtyRing", &CallBySlot<Vm, void, &Vm::EnableDirtyRing>);
+  add("resetDirtyRings", &CallBySlot<Vm, Napi::Value, &Vm::ResetDirtyRings>);
+  add("dirtyRingBytes", &CallBySlot<Vm, Napi::Value, &Vm::GetDirtyRingBytes>);
+  add("createIrqchip", &CallBySlot<Vm, void, &Vm::CreateIrqchip>);
+  add("getIrqchip", &CallBySlot<Vm, Napi::Value, &Vm::GetIrqchip>);
+  add("setIrqchip", &CallBySlot<Vm, void, &Vm::SetIrqchip>);
+  add("irqLine", &CallBySlot<Vm, Napi::Value, &Vm::IrqLine>);
+  add("setGsiRouting", &CallBySlot<Vm, void, &Vm::SetGsiRouting>);
+  add("createPit2", &CallBySlot<Vm, void, &Vm::CreatePit2>);
+  add("getPit2", &CallBySlot<Vm, Napi::Value, &Vm::GetPit2>);
+  add("setPit2", &CallBySlot<Vm, void, &Vm::SetPit2>);
+  add("getClock", &CallBySlot<Vm, Napi::Value, &Vm::GetClock>);
+  add("setClock", &CallBySlot<Vm, void, &Vm::SetClock>);
+  add("setMsrFilter", &CallBySlot<Vm, void, &Vm::SetMsrFilter>);
+  add("createGuestMemfd", &CallBySlot<Vm, Napi::Value, &Vm::CreateGuestMemfd>);
+  return o;
 }
 
-Napi::Object Vm::NewInstance(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize) {
-  PendingVm pending{std::move(fd), vcpuMmapSize};
-  return Data(env).vmClass.New({Napi::External<PendingVm>::New(env, &pending)});
-}
+Vm::Vm(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize)
+    : fd_(std::move(fd)), vcpuMmapSize_(vcpuMmapSize), env_(env), runTable_(Data(env).runTable) {}
 
-Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
-  if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "VMs are created with kvm.createVm()");
-  auto* pending = info[0].As<Napi::External<PendingVm>>().Data();
-  fd_ = std::move(pending->fd);
-  vcpuMmapSize_ = pending->vcpuMmapSize;
-  // At teardown finalizers run in any order (memory before VM); cleanup
-  // hooks run before all of them, so the VM closes first.
-  hookEnv_ = info.Env();
-  napi_add_env_cleanup_hook(hookEnv_, &Vm::TeardownHook, this);
-  runTable_ = Data(info.Env()).runTable;
-}
-
-void Vm::TeardownHook(void* arg) {
-  auto* vm = static_cast<Vm*>(arg);
-  Napi::HandleScope scope(Napi::Env(vm->hookEnv_));  // hooks run outside any scope
-  vm->hookEnv_ = nullptr;  // running now: nothing to remove
-  vm->CloseAll();
-}
-
+// Released (garbage-collected) or torn down: no one holds a vCPU of it
+// either (lib's vCPU holds its VM), so a runAsync() in flight ends quietly.
 Vm::~Vm() {
+  for (auto& core : vcpus_) core->MarkCollected();
   CloseAll();
-  runTable_->ForgetVm(this);
+  runTable_->ForEach([this](Vcpu& v) { v.ForgetVm(this); });
 }
 
 int Vm::Fd(const char* syscall) {
@@ -102,19 +86,19 @@ int Vm::Fd(const char* syscall) {
   return fd_.get();
 }
 
-Napi::Value Vm::CheckExtension(const Napi::CallbackInfo& info) {
+Napi::Value Vm::CheckExtension(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CHECK_EXTENSION");
   return Napi::Number::New(env, CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_CHECK_EXTENSION), ReadU32(info[0], "cap")));
 }
 
-void Vm::SetTssAddr(const Napi::CallbackInfo& info) {
+void Vm::SetTssAddr(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_TSS_ADDR");
   CheckedIoctl(env, fd, NODEKVM_IOCTL(KVM_SET_TSS_ADDR), ReadU64(info[0], "address", UINT32_MAX));
 }
 
-void Vm::SetIdentityMapAddr(const Napi::CallbackInfo& info) {
+void Vm::SetIdentityMapAddr(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_IDENTITY_MAP_ADDR");
   uint64_t addr = ReadU64(info[0], "address", UINT32_MAX);
@@ -140,7 +124,7 @@ int Vm::DeleteSlot(uint32_t id) {
 // guestMemfd?, guestMemfdOffset?): size 0 deletes the slot. `owner` (lib's
 // GuestMemory around `memory`) is what the slot holds and slots() gives. Returns the userspace_addr KVM was given (undefined for
 // a delete); lib/ counts the slot generation along.
-Napi::Value Vm::SetUserMemoryRegion(const Napi::CallbackInfo& info) {
+Napi::Value Vm::SetUserMemoryRegion(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_SET_USER_MEMORY_REGION");
   uint32_t id = ReadU32(info[0], "slot");
@@ -223,7 +207,7 @@ void Vm::ValidateSlots(Napi::Env env) {
   }
 }
 
-Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
+Napi::Value Vm::CreateVcpu(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CREATE_VCPU");
   uint32_t id = ReadU32(info[0], "id");
@@ -240,7 +224,7 @@ Napi::Value Vm::CreateVcpu(const Napi::CallbackInfo& info) {
 }
 
 // slots(): the registered slots as the kernel has them, by id.
-Napi::Value Vm::Slots(const Napi::CallbackInfo& info) {
+Napi::Value Vm::Slots(const Args& info) {
   Napi::Env env = info.Env();
   Napi::Array out = Napi::Array::New(env, slots_.size());
   uint32_t i = 0;
@@ -258,12 +242,12 @@ Napi::Value Vm::Slots(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Vm::GetSlotGeneration(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetSlotGeneration(const Args& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(slotGeneration_));
 }
 
 // getDirtyLog(slot, bitmap): KVM_GET_DIRTY_LOG into a caller's buffer.
-void Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
+void Vm::GetDirtyLog(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_GET_DIRTY_LOG");
   uint32_t id = ReadU32(info[0], "slot");
@@ -281,7 +265,7 @@ void Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
 
 // clearDirtyLog(slot, firstPage, numPages, bitmap): KVM_CLEAR_DIRTY_LOG,
 // where bit i of bitmap clears page firstPage + i.
-void Vm::ClearDirtyLog(const Napi::CallbackInfo& info) {
+void Vm::ClearDirtyLog(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_CLEAR_DIRTY_LOG");
   kvm_clear_dirty_log c{};
@@ -297,7 +281,7 @@ void Vm::ClearDirtyLog(const Napi::CallbackInfo& info) {
 }
 
 // enableCap(cap, args[]): KVM_ENABLE_CAP on the VM.
-Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
+Napi::Value Vm::EnableCap(const Args& info) {
   Napi::Env env = info.Env();
   int fd = Fd("KVM_ENABLE_CAP");
   kvm_enable_cap cap{};
@@ -309,18 +293,18 @@ Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
 }
 
 // getStatsFd(): KVM_GET_STATS_FD. The caller owns (and closes) the fd.
-Napi::Value Vm::GetStatsFd(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetStatsFd(const Args& info) {
   Napi::Env env = info.Env();
   return Napi::Number::New(env, CheckedIoctl(env, Fd("KVM_GET_STATS_FD"), NODEKVM_IOCTL(KVM_GET_STATS_FD)));
 }
 
-Napi::Value Vm::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.get()); }
+Napi::Value Vm::GetFd(const Args& info) { return Napi::Number::New(info.Env(), fd_.get()); }
 
-void Vm::Close(const Napi::CallbackInfo&) { CloseAll(); }
+void Vm::Close(const Args&) { CloseAll(); }
 
 // createGuestMemfd(size, flags): KVM_CREATE_GUEST_MEMFD. The caller owns
 // (and closes) the fd.
-Napi::Value Vm::CreateGuestMemfd(const Napi::CallbackInfo& info) {
+Napi::Value Vm::CreateGuestMemfd(const Args& info) {
   Napi::Env env = info.Env();
   GuestMemfdRequest req{};
   req.size = ReadU64(info[0], "size");
@@ -353,7 +337,7 @@ constexpr size_t kChipSize = sizeof(kvm_irqchip) - offsetof(kvm_irqchip, chip);
 
 // createIrqchip(): KVM_CREATE_IRQCHIP (PIC master and slave, IOAPIC, and a
 // local APIC per vCPU created afterwards).
-void Vm::CreateIrqchip(const Napi::CallbackInfo& info) {
+void Vm::CreateIrqchip(const Args& info) {
   int fd = Fd("KVM_CREATE_IRQCHIP");
   // KVM refuses it (EINVAL) once any vCPU exists: say so.
   CheckedIoctl(info.Env(), fd, NODEKVM_IOCTL(KVM_CREATE_IRQCHIP), 0,
@@ -362,7 +346,7 @@ void Vm::CreateIrqchip(const Napi::CallbackInfo& info) {
 
 // getIrqchip(chipId): the chip's state (kvm_pic_state or
 // kvm_ioapic_state, in the 512 bytes of kvm_irqchip's union).
-Napi::Value Vm::GetIrqchip(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetIrqchip(const Args& info) {
   Napi::Env env = info.Env();
   kvm_irqchip chip{};
   chip.chip_id = static_cast<__u32>(ReadInt(info[0], "chipId", 0, KVM_NR_IRQCHIPS - 1));
@@ -370,7 +354,7 @@ Napi::Value Vm::GetIrqchip(const Napi::CallbackInfo& info) {
   return BytesOf(env, chip, kChipOffset, kChipSize);
 }
 
-void Vm::SetIrqchip(const Napi::CallbackInfo& info) {
+void Vm::SetIrqchip(const Args& info) {
   Napi::Env env = info.Env();
   kvm_irqchip chip{};
   chip.chip_id = static_cast<__u32>(ReadInt(info[0], "chipId", 0, KVM_NR_IRQCHIPS - 1));
@@ -380,7 +364,7 @@ void Vm::SetIrqchip(const Napi::CallbackInfo& info) {
 
 // irqLine(irq, level): KVM_IRQ_LINE_STATUS; returns the delivery status
 // (> 0 delivered, 0 masked or coalesced, < 0 ignored).
-Napi::Value Vm::IrqLine(const Napi::CallbackInfo& info) {
+Napi::Value Vm::IrqLine(const Args& info) {
   Napi::Env env = info.Env();
   kvm_irq_level level{};
   level.irq = ReadU32(info[0], "irq");
@@ -392,7 +376,7 @@ Napi::Value Vm::IrqLine(const Napi::CallbackInfo& info) {
 // setGsiRouting(entries): KVM_SET_GSI_ROUTING, every GSI's route at once.
 // An entry is { gsi, type: 1 (irqchip) | 2 (msi), irqchip, pin } or
 // { gsi, type: 2, addressLo, addressHi, data }.
-void Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
+void Vm::SetGsiRouting(const Args& info) {
   Napi::Env env = info.Env();
   Napi::Array entries = ReadArray(info[0], "entries", 4096);
   int fd = Fd("KVM_SET_GSI_ROUTING");
@@ -420,21 +404,21 @@ void Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
 }
 
 // createPit2(flags): KVM_CREATE_PIT2 (flags: KVM_PIT_SPEAKER_DUMMY = 1).
-void Vm::CreatePit2(const Napi::CallbackInfo& info) {
+void Vm::CreatePit2(const Args& info) {
   Napi::Env env = info.Env();
   kvm_pit_config config{};
   config.flags = ReadU32(info[0], "flags");
   CheckedIoctl(env, Fd("KVM_CREATE_PIT2"), NODEKVM_IOCTL(KVM_CREATE_PIT2), &config);
 }
 
-Napi::Value Vm::GetPit2(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetPit2(const Args& info) {
   Napi::Env env = info.Env();
   kvm_pit_state2 pit{};
   CheckedIoctl(env, Fd("KVM_GET_PIT2"), NODEKVM_IOCTL(KVM_GET_PIT2), &pit);
   return BytesOf(env, pit, 0, sizeof pit);
 }
 
-void Vm::SetPit2(const Napi::CallbackInfo& info) {
+void Vm::SetPit2(const Args& info) {
   Napi::Env env = info.Env();
   kvm_pit_state2 pit{};
   BytesInto(env, info[0], pit, 0, sizeof pit);
@@ -442,14 +426,14 @@ void Vm::SetPit2(const Napi::CallbackInfo& info) {
 }
 
 // getClock(): KVM_GET_CLOCK, the kvmclock the guest sees (struct kvm_clock_data).
-Napi::Value Vm::GetClock(const Napi::CallbackInfo& info) {
+Napi::Value Vm::GetClock(const Args& info) {
   Napi::Env env = info.Env();
   kvm_clock_data clock{};
   CheckedIoctl(env, Fd("KVM_GET_CLOCK"), NODEKVM_IOCTL(KVM_GET_CLOCK), &clock);
   return BytesOf(env, clock, 0, sizeof clock);
 }
 
-void Vm::SetClock(const Napi::CallbackInfo& info) {
+void Vm::SetClock(const Args& info) {
   Napi::Env env = info.Env();
   kvm_clock_data clock{};
   BytesInto(env, info[0], clock, 0, sizeof clock);
@@ -459,7 +443,7 @@ void Vm::SetClock(const Napi::CallbackInfo& info) {
 // setMsrFilter(flags, ranges): KVM_X86_SET_MSR_FILTER. Each range is
 // { flags, base, nmsrs, bitmap } with a bit per MSR (1: allowed); the
 // kernel copies the bitmaps during the call.
-void Vm::SetMsrFilter(const Napi::CallbackInfo& info) {
+void Vm::SetMsrFilter(const Args& info) {
   Napi::Env env = info.Env();
   kvm_msr_filter filter{};
   filter.flags = ReadU32(info[0], "flags");
@@ -485,10 +469,6 @@ void Vm::SetMsrFilter(const Napi::CallbackInfo& info) {
 // vCPUs first (they hold the VM in the kernel), then the VM fd, and only
 // then the memory: KVM never sees a slot whose pages are gone.
 void Vm::CloseAll() {
-  if (hookEnv_ != nullptr) {
-    napi_remove_env_cleanup_hook(hookEnv_, &Vm::TeardownHook, this);
-    hookEnv_ = nullptr;
-  }
   for (auto& core : vcpus_) core->Shutdown();
   vcpus_.clear();
   fd_.Reset();

@@ -8,19 +8,24 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/table.h"
 
 namespace nodekvm {
 
 class Memory;
-class RunTable;
+class Vcpu;
 class VcpuCore;
 
-class Vm : public Napi::ObjectWrap<Vm> {
+// A VM has no JavaScript wrapper: the environment's table owns it and lib/
+// names it by slot (base/table.h).
+class Vm {
  public:
-  static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize);
-  explicit Vm(const Napi::CallbackInfo& info);
-  ~Vm() override;
+  static constexpr const char* kSlotOf = "a VM's slot";
+  Vm(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+  static Napi::Object DefineFunctions(Napi::Env env);
 
   // Before every KVM_RUN: throws (and removes the slot) if a caller-owned
   // buffer behind a slot was detached or moved.
@@ -44,34 +49,33 @@ class Vm : public Napi::ObjectWrap<Vm> {
     std::shared_ptr<Mapping> mapping; // mapped memory: its pages, whatever finalizes first
   };
 
-  static void TeardownHook(void* arg);
-
   int Fd(const char* syscall);
-  Napi::Value CheckExtension(const Napi::CallbackInfo& info);
-  void SetTssAddr(const Napi::CallbackInfo& info);
-  void SetIdentityMapAddr(const Napi::CallbackInfo& info);
-  Napi::Value SetUserMemoryRegion(const Napi::CallbackInfo& info);
-  Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
-  Napi::Value Slots(const Napi::CallbackInfo& info);
-  Napi::Value GetSlotGeneration(const Napi::CallbackInfo& info);
-  void CreateIrqchip(const Napi::CallbackInfo& info);
-  Napi::Value GetIrqchip(const Napi::CallbackInfo& info);
-  void SetIrqchip(const Napi::CallbackInfo& info);
-  Napi::Value IrqLine(const Napi::CallbackInfo& info);
-  void SetGsiRouting(const Napi::CallbackInfo& info);
-  void CreatePit2(const Napi::CallbackInfo& info);
-  Napi::Value GetPit2(const Napi::CallbackInfo& info);
-  void SetPit2(const Napi::CallbackInfo& info);
-  Napi::Value GetClock(const Napi::CallbackInfo& info);
-  void SetClock(const Napi::CallbackInfo& info);
-  void SetMsrFilter(const Napi::CallbackInfo& info);
-  Napi::Value CreateGuestMemfd(const Napi::CallbackInfo& info);
-  void GetDirtyLog(const Napi::CallbackInfo& info);
-  void ClearDirtyLog(const Napi::CallbackInfo& info);
-  Napi::Value EnableCap(const Napi::CallbackInfo& info);
-  Napi::Value GetStatsFd(const Napi::CallbackInfo& info);
-  Napi::Value GetFd(const Napi::CallbackInfo& info);
-  void Close(const Napi::CallbackInfo& info);
+  Napi::Env Env() const { return Napi::Env(env_); }
+  Napi::Value CheckExtension(const Args& info);
+  void SetTssAddr(const Args& info);
+  void SetIdentityMapAddr(const Args& info);
+  Napi::Value SetUserMemoryRegion(const Args& info);
+  Napi::Value CreateVcpu(const Args& info);
+  Napi::Value Slots(const Args& info);
+  Napi::Value GetSlotGeneration(const Args& info);
+  void CreateIrqchip(const Args& info);
+  Napi::Value GetIrqchip(const Args& info);
+  void SetIrqchip(const Args& info);
+  Napi::Value IrqLine(const Args& info);
+  void SetGsiRouting(const Args& info);
+  void CreatePit2(const Args& info);
+  Napi::Value GetPit2(const Args& info);
+  void SetPit2(const Args& info);
+  Napi::Value GetClock(const Args& info);
+  void SetClock(const Args& info);
+  void SetMsrFilter(const Args& info);
+  Napi::Value CreateGuestMemfd(const Args& info);
+  void GetDirtyLog(const Args& info);
+  void ClearDirtyLog(const Args& info);
+  Napi::Value EnableCap(const Args& info);
+  Napi::Value GetStatsFd(const Args& info);
+  Napi::Value GetFd(const Args& info);
+  void Close(const Args& info);
   void CloseAll();
   int DeleteSlot(uint32_t id);
   void SetBorrowedSlots(size_t n);
@@ -82,16 +86,16 @@ class Vm : public Napi::ObjectWrap<Vm> {
   uint64_t slotGeneration_ = 0;  // bumped on every change, so lib/ knows when to re-read slots()
   size_t borrowedSlots_ = 0;  // slots whose memory needs ValidateSlots (SetBorrowedSlots)
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
-  napi_env hookEnv_ = nullptr;  // set while the teardown hook is registered
-  std::shared_ptr<RunTable> runTable_;  // where its vCPUs are; outlives the environment's data
+  napi_env env_;
+  std::shared_ptr<Table<Vcpu>> runTable_;  // where its vCPUs are; outlives the environment's data
 
   // Eventfds and rings (eventfd.cc, rings.cc).
-  void IoEventFd(const Napi::CallbackInfo& info);
-  void IrqFd(const Napi::CallbackInfo& info);
-  void CoalescedZone(const Napi::CallbackInfo& info);
-  void EnableDirtyRing(const Napi::CallbackInfo& info);
-  Napi::Value ResetDirtyRings(const Napi::CallbackInfo& info);
-  Napi::Value GetDirtyRingBytes(const Napi::CallbackInfo& info);
+  void IoEventFd(const Args& info);
+  void IrqFd(const Args& info);
+  void CoalescedZone(const Args& info);
+  void EnableDirtyRing(const Args& info);
+  Napi::Value ResetDirtyRings(const Args& info);
+  Napi::Value GetDirtyRingBytes(const Args& info);
   uint32_t dirtyRingBytes_ = 0;
 };
 

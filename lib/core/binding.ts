@@ -9,58 +9,12 @@ export interface NativeKvm {
   apiVersion(): number;
   checkExtension(cap: number): number;
   vcpuMmapSize(): number;
-  createVm(type: number): NativeVm;
+  /** KVM_CREATE_VM: the new VM's slot (see {@link NativeVm}). */
+  createVm(type: number): number;
   getSupportedCpuid(): import('./cpuid').CpuidEntry[];
   getMsrIndexList(features: boolean): number[];
   getMsrs(indices: number[]): MsrEntry[];
   close(): void;
-}
-
-/** @internal */
-export interface NativeVm {
-  readonly fd: number;
-  checkExtension(cap: number): number;
-  setTssAddr(addr: number | bigint): void;
-  setIdentityMapAddr(addr: number | bigint): void;
-  setUserMemoryRegion(
-    slot: number,
-    flags: number,
-    gpa: number | bigint,
-    size: number | bigint,
-    memory?: NativeMemory,
-    offset?: number | bigint,
-    owner?: GuestMemory,
-    guestMemfd?: number,
-    guestMemfdOffset?: number,
-  ): bigint | undefined; // the slot's host address; undefined when deleted (size 0)
-  createGuestMemfd(size: number, flags: number): number;
-  /** KVM_CREATE_VCPU: the new vCPU's slot (see {@link NativeVcpu}). */
-  createVcpu(id: number): number;
-  slots(): NativeSlot[];
-  createIrqchip(): void;
-  getIrqchip(chipId: number): Uint8Array;
-  setIrqchip(chipId: number, bytes: Uint8Array): void;
-  irqLine(irq: number, level: number): number;
-  setGsiRouting(entries: object[]): void;
-  createPit2(flags: number): void;
-  getPit2(): Uint8Array;
-  setPit2(bytes: Uint8Array): void;
-  getClock(): Uint8Array;
-  setClock(bytes: Uint8Array): void;
-  setMsrFilter(flags: number, ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[]): void;
-  readonly slotGeneration: number;
-  getDirtyLog(slot: number, bitmap: Uint8Array): void;
-  clearDirtyLog(slot: number, firstPage: bigint | number, numPages: number, bitmap: Uint8Array): void;
-  enableCap(cap: number, args: (bigint | number)[]): number;
-  getStatsFd(): number;
-  close(): void;
-  // eventfds and rings (native/eventfd.cc, native/rings.cc)
-  ioeventfd(eventfd: NativeEventFd, address: bigint, length: number, flags: number, datamatch: bigint): void;
-  irqfd(eventfd: NativeEventFd, gsi: number, flags: number, resample?: NativeEventFd): void;
-  coalescedZone(register: boolean, address: bigint, size: number, pio: boolean): void;
-  enableDirtyRing(bytes: number, acqRel: boolean): void;
-  resetDirtyRings(): number;
-  readonly dirtyRingBytes: number;
 }
 
 /** @internal An eventfd (native/eventfd.cc). */
@@ -120,6 +74,8 @@ export interface Binding {
   kickVcpu(handle: bigint): boolean;
   /** One sync run of the vCPU with this runSlot: the exit reason. */
   runVcpu(slot: number, timeoutMs?: number): number;
+  /** The VM functions: each takes the VM's slot first (native/vm.cc). */
+  vm: VmFunctions;
   /** The vCPU functions: each takes the vCPU's slot first (native/vcpu.cc). */
   vcpu: VcpuFunctions;
   runLayout: Record<string, number>;
@@ -188,6 +144,42 @@ function load(): Binding {
 
 /** @internal */
 export const binding: Binding = load();
+
+/** @internal What the addon's vm functions take after the slot, and give. */
+interface VmFunctions {
+  release(vm: number): void;
+  fd(vm: number): number;
+  checkExtension(vm: number, cap: number): number;
+  setTssAddr(vm: number, addr: number | bigint): void;
+  setIdentityMapAddr(vm: number, addr: number | bigint): void;
+  setUserMemoryRegion(vm: number, slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: NativeMemory, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined; // the slot's host address; undefined when deleted (size 0)
+  createGuestMemfd(vm: number, size: number, flags: number): number;
+  createVcpu(vm: number, id: number): number;
+  slots(vm: number): NativeSlot[];
+  createIrqchip(vm: number): void;
+  getIrqchip(vm: number, chipId: number): Uint8Array;
+  setIrqchip(vm: number, chipId: number, bytes: Uint8Array): void;
+  irqLine(vm: number, irq: number, level: number): number;
+  setGsiRouting(vm: number, entries: object[]): void;
+  createPit2(vm: number, flags: number): void;
+  getPit2(vm: number): Uint8Array;
+  setPit2(vm: number, bytes: Uint8Array): void;
+  getClock(vm: number): Uint8Array;
+  setClock(vm: number, bytes: Uint8Array): void;
+  setMsrFilter(vm: number, flags: number, ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[]): void;
+  slotGeneration(vm: number): number;
+  getDirtyLog(vm: number, slot: number, bitmap: Uint8Array): void;
+  clearDirtyLog(vm: number, slot: number, firstPage: bigint | number, numPages: number, bitmap: Uint8Array): void;
+  enableCap(vm: number, cap: number, args: (bigint | number)[]): number;
+  getStatsFd(vm: number): number;
+  close(vm: number): void;
+  ioeventfd(vm: number, eventfd: NativeEventFd, address: bigint, length: number, flags: number, datamatch: bigint): void;
+  irqfd(vm: number, eventfd: NativeEventFd, gsi: number, flags: number, resample?: NativeEventFd): void;
+  coalescedZone(vm: number, register: boolean, address: bigint, size: number, pio: boolean): void;
+  enableDirtyRing(vm: number, bytes: number, acqRel: boolean): void;
+  resetDirtyRings(vm: number): number;
+  dirtyRingBytes(vm: number): number;
+}
 
 /** @internal What the addon's vcpu functions take after the slot, and give. */
 interface VcpuFunctions {
@@ -346,5 +338,118 @@ export class NativeVcpu {
   }
   close(): void {
     V.close(this.#slot);
+  }
+}
+
+const M = binding.vm;
+// A VM the addon holds lives until its handle is garbage-collected
+// (closing it only closes its fd, its vCPUs and its slots).
+const releasedVms = new FinalizationRegistry<number>((slot) => M.release(slot));
+
+/**
+ * @internal A VM of the addon, by its slot in the addon's table: the addon
+ * makes no JavaScript object per VM (see native/base/table.h).
+ */
+export class NativeVm {
+  readonly #vm: number;
+
+  constructor(vm: number) {
+    this.#vm = vm;
+    releasedVms.register(this, vm);
+  }
+
+  get fd(): number {
+    return M.fd(this.#vm);
+  }
+  checkExtension(cap: number): number {
+    return M.checkExtension(this.#vm, cap);
+  }
+  setTssAddr(addr: number | bigint): void {
+    M.setTssAddr(this.#vm, addr);
+  }
+  setIdentityMapAddr(addr: number | bigint): void {
+    M.setIdentityMapAddr(this.#vm, addr);
+  }
+  setUserMemoryRegion(slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: NativeMemory, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined {
+    return M.setUserMemoryRegion(this.#vm, slot, flags, gpa, size, memory, offset, owner, guestMemfd, guestMemfdOffset); // the slot's host address; undefined when deleted (size 0)
+  }
+  createGuestMemfd(size: number, flags: number): number {
+    return M.createGuestMemfd(this.#vm, size, flags);
+  }
+  /** KVM_CREATE_VCPU: the new vCPU's slot (see {@link NativeVcpu}). */
+  createVcpu(id: number): number {
+    return M.createVcpu(this.#vm, id);
+  }
+  slots(): NativeSlot[] {
+    return M.slots(this.#vm);
+  }
+  createIrqchip(): void {
+    M.createIrqchip(this.#vm);
+  }
+  getIrqchip(chipId: number): Uint8Array {
+    return M.getIrqchip(this.#vm, chipId);
+  }
+  setIrqchip(chipId: number, bytes: Uint8Array): void {
+    M.setIrqchip(this.#vm, chipId, bytes);
+  }
+  irqLine(irq: number, level: number): number {
+    return M.irqLine(this.#vm, irq, level);
+  }
+  setGsiRouting(entries: object[]): void {
+    M.setGsiRouting(this.#vm, entries);
+  }
+  createPit2(flags: number): void {
+    M.createPit2(this.#vm, flags);
+  }
+  getPit2(): Uint8Array {
+    return M.getPit2(this.#vm);
+  }
+  setPit2(bytes: Uint8Array): void {
+    M.setPit2(this.#vm, bytes);
+  }
+  getClock(): Uint8Array {
+    return M.getClock(this.#vm);
+  }
+  setClock(bytes: Uint8Array): void {
+    M.setClock(this.#vm, bytes);
+  }
+  setMsrFilter(flags: number, ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[]): void {
+    M.setMsrFilter(this.#vm, flags, ranges);
+  }
+  get slotGeneration(): number {
+    return M.slotGeneration(this.#vm);
+  }
+  getDirtyLog(slot: number, bitmap: Uint8Array): void {
+    M.getDirtyLog(this.#vm, slot, bitmap);
+  }
+  clearDirtyLog(slot: number, firstPage: bigint | number, numPages: number, bitmap: Uint8Array): void {
+    M.clearDirtyLog(this.#vm, slot, firstPage, numPages, bitmap);
+  }
+  enableCap(cap: number, args: (bigint | number)[]): number {
+    return M.enableCap(this.#vm, cap, args);
+  }
+  getStatsFd(): number {
+    return M.getStatsFd(this.#vm);
+  }
+  close(): void {
+    M.close(this.#vm);
+  }
+  ioeventfd(eventfd: NativeEventFd, address: bigint, length: number, flags: number, datamatch: bigint): void {
+    M.ioeventfd(this.#vm, eventfd, address, length, flags, datamatch);
+  }
+  irqfd(eventfd: NativeEventFd, gsi: number, flags: number, resample?: NativeEventFd): void {
+    M.irqfd(this.#vm, eventfd, gsi, flags, resample);
+  }
+  coalescedZone(register: boolean, address: bigint, size: number, pio: boolean): void {
+    M.coalescedZone(this.#vm, register, address, size, pio);
+  }
+  enableDirtyRing(bytes: number, acqRel: boolean): void {
+    M.enableDirtyRing(this.#vm, bytes, acqRel);
+  }
+  resetDirtyRings(): number {
+    return M.resetDirtyRings(this.#vm);
+  }
+  get dirtyRingBytes(): number {
+    return M.dirtyRingBytes(this.#vm);
   }
 }

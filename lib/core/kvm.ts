@@ -1,6 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { KvmError } from './errors';
-import { binding, type MsrEntry, type NativeKvm } from './binding';
+import { binding, NativeVm, type MsrEntry, type NativeKvm } from './binding';
 import { KVM_API_VERSION, Cap } from './constants';
 import type { CpuidEntry } from './cpuid';
 import { Vm } from './vm';
@@ -82,7 +82,7 @@ export class Kvm {
     const tssIn = own(o, 'tssAddr');
     // The identity-map page and the TSS's three pages follow the address.
     const tss = tssIn === undefined ? 0xfffbc000n : tssIn === null ? null : validateU64(tssIn, 'options.tssAddr', (1n << 64n) - 0x4000n);
-    const vm = new Vm(this.native.createVm(type), this);
+    const vm = new Vm(new NativeVm(this.native.createVm(type)), this);
     try {
       if (tss !== null) {
         // Identity map page first, then the TSS's three pages after it.

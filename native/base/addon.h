@@ -8,14 +8,17 @@
 
 namespace nodekvm {
 
-class RunTable;
+template <class T>
+class Table;
+class Vcpu;
+class Vm;
 
 struct AddonData {
   Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
-  Napi::FunctionReference vmClass;
   Napi::FunctionReference memoryClass;
   Napi::FunctionReference noop;  // called to learn whether JS can still run
-  std::shared_ptr<RunTable> runTable;  // vcpu.h
+  std::shared_ptr<Table<Vcpu>> runTable;  // the vCPUs (vcpu.h)
+  std::shared_ptr<Table<Vm>> vmTable;     // the VMs (vm.h)
 };
 
 AddonData& Data(Napi::Env env);

@@ -1,0 +1,150 @@
+// Native objects with no JavaScript wrapper: an environment's table owns
+// them and JavaScript names each by a number (its slot), which every
+// function of that kind takes first. Making a wrapper (napi_new_instance,
+// napi_wrap's private property) and finding it again on every call
+// (napi_unwrap, a private-property lookup) cost more than the ioctls of a
+// short VM's life in user time. lib/ releases a slot when its handle is
+// garbage-collected; the table is emptied at the environment's teardown.
+#pragma once
+
+#include <napi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "errors.h"
+
+namespace nodekvm {
+
+// The arguments of a call after the slot: what node-addon-api's
+// CallbackInfo gives a method.
+class Args {
+ public:
+  Args(napi_env env, size_t argc, const napi_value* argv) : env_(env), argc_(argc), argv_(argv) {}
+  Napi::Env Env() const { return Napi::Env(env_); }
+  size_t Length() const { return argc_; }
+  Napi::Value operator[](size_t i) const { return i < argc_ ? Napi::Value(env_, argv_[i]) : Env().Undefined(); }
+
+ private:
+  napi_env env_;
+  size_t argc_;
+  const napi_value* argv_;
+};
+
+template <class T>
+class Table {
+ public:
+  uint32_t Add(std::unique_ptr<T> object) {
+    uint32_t i;
+    if (!free_.empty()) {
+      i = free_.back();
+      free_.pop_back();
+    } else {
+      i = static_cast<uint32_t>(entries_.size());
+      entries_.emplace_back();
+    }
+    Entry& e = entries_[i];
+    // A number that no earlier object at this index had (until 4096 reuses).
+    e.slot = (e.slot + (1u << kIndexBits)) & ~kIndexMask;
+    if (e.slot == 0) e.slot = 1u << kIndexBits;
+    e.slot |= i;
+    e.object = std::move(object);
+    return e.slot;
+  }
+
+  T* Find(uint32_t slot) const {
+    uint32_t i = slot & kIndexMask;
+    return i < entries_.size() && entries_[i].slot == slot ? entries_[i].object.get() : nullptr;
+  }
+
+  // Destroys the object; a stale slot does nothing. The entry is free
+  // before the destructor runs, so that it may use the table.
+  void Remove(uint32_t slot) {
+    uint32_t i = slot & kIndexMask;
+    if (i >= entries_.size() || entries_[i].slot != slot || !entries_[i].object) return;
+    std::unique_ptr<T> gone = std::move(entries_[i].object);
+    free_.push_back(i);
+  }
+
+  template <class F>
+  void ForEach(F f) {
+    for (auto& e : entries_) {
+      if (e.object) f(*e.object);
+    }
+  }
+
+  // At the environment's teardown (a cleanup hook, while references can
+  // still be dropped): destroys every object.
+  void Clear() {
+    std::vector<Entry> gone = std::move(entries_);
+    entries_.clear();
+    free_.clear();
+  }
+
+ private:
+  static constexpr uint32_t kIndexBits = 20;
+  static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
+  struct Entry {
+    std::unique_ptr<T> object;
+    uint32_t slot = 0;  // index, and in the high bits a count of its reuses
+  };
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> free_;
+};
+
+// A function of T by slot: finds the object named by argv[0] in the table
+// (the function's data), then runs the method with the arguments after it.
+// T::kSlotOf names the slot in errors ("a vCPU's slot").
+template <class T, typename R, R (T::*M)(const Args&)>
+napi_value CallBySlot(napi_env env, napi_callback_info cbinfo) {
+  constexpr size_t kMax = 10;  // the slot and at most nine arguments
+  size_t argc = kMax;
+  napi_value argv[kMax];
+  void* table;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) != napi_ok) return nullptr;
+  argc = std::min(argc, kMax);
+  try {
+    uint32_t slot = 0;
+    T* object = nullptr;
+    if (argc > 0 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
+      object = static_cast<const Table<T>*>(table)->Find(slot);
+    }
+    if (object == nullptr) throw ArgTypeError(Napi::Env(env), "slot", T::kSlotOf);
+    Args args(env, argc - 1, argv + 1);
+    if constexpr (std::is_void_v<R>) {
+      (object->*M)(args);
+      return nullptr;
+    } else {
+      return (object->*M)(args);
+    }
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+}
+
+// release(slot): lib/'s handle was garbage-collected.
+template <class T>
+napi_value ReleaseBySlot(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void* table;
+  uint32_t slot = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1 &&
+      napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
+    static_cast<Table<T>*>(table)->Remove(slot);
+  }
+  return nullptr;
+}
+
+// Adds the function `name` over `table` to `o`.
+inline void AddSlotFunction(Napi::Env env, Napi::Object o, const char* name, napi_callback cb, void* table) {
+  napi_value fn;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, table, &fn));
+  o.Set(name, Napi::Value(env, fn));
+}
+
+}  // namespace nodekvm
