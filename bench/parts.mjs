@@ -24,7 +24,7 @@ if (!existsSync(INPROC)) {
   process.exit(1);
 }
 const inproc = createRequire(import.meta.url)(INPROC);
-const { binding, NativeVcpu } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
+const { binding, NativeMemory, NativeVcpu, NativeVm } = createRequire(import.meta.url)(join(root, 'dist/core/binding.js'));
 const { encodeSregs, SREGS_SIZE } = createRequire(import.meta.url)(join(root, 'dist/core/regs.js'));
 const { Kvm } = lib;
 
@@ -137,13 +137,13 @@ function nativeLifecycles(n, steps) {
     const t0 = now();
     for (let i = 0; i < n; i++) {
       step(-1);
-      const memory = new binding.Memory(1 << 20, -1);
+      const memory = NativeMemory.allocate(1 << 20, -1);
       step(0);
       new Uint8Array(memory.view(0x1000, 1))[0] = 0xf4; // hlt
       step(1);
-      const vm = kvm.native.createVm(0);
+      const vm = new NativeVm(kvm.native.createVm(0));
       step(2);
-      vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory, 0, memory);
+      vm.setUserMemoryRegion(0, 0, 0n, 1 << 20, memory.slot, 0, memory);
       step(3);
       const vcpu = new NativeVcpu(vm.createVcpu(0));
       step(4);

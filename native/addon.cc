@@ -448,19 +448,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(std::make_unique<AddonData>().release());
   AddonData& data = Data(env);
   // Cleanup hooks run in reverse order: the VMs' table empties first
-  // (closing their vCPUs' cores), then the vCPUs', after the cores' own
-  // hooks and while references can still be dropped.
+  // (closing their vCPUs' cores and slots), then the vCPUs', then guest
+  // memory's, after the cores' own hooks and while references can still
+  // be dropped.
+  data.memoryTable = std::make_shared<Table<Memory>>();
+  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Memory>*>(table)->Clear(); }, data.memoryTable.get());
   data.runTable = std::make_shared<Table<Vcpu>>();
   napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vcpu>*>(table)->Clear(); }, data.runTable.get());
   data.vmTable = std::make_shared<Table<Vm>>();
   napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vm>*>(table)->Clear(); }, data.vmTable.get());
-  Napi::Function memory = Memory::Define(env);
-  data.memoryClass = Napi::Persistent(memory);
   exports.Set("Kvm", Kvm::Define(env));
   exports.Set("vm", Vm::DefineFunctions(env));
   exports.Set("vcpu", Vcpu::DefineFunctions(env));
   exports.Set("runVcpu", Vcpu::DefineRun(env));
-  exports.Set("Memory", memory);
+  exports.Set("memory", Memory::DefineFunctions(env));
   exports.Set("EventFd", EventFd::Define(env));
   exports.Set("ringLayouts", RingLayouts(env));
   // A JavaScript function, not a native one: its entry checks V8's

@@ -13,7 +13,6 @@
 #include "base/addon.h"
 #include "base/args.h"
 #include "base/errors.h"
-#include "base/tags.h"
 
 namespace nodekvm {
 
@@ -75,34 +74,60 @@ std::shared_ptr<Mapping> FindMapping(const uint8_t* p, size_t len) {
 
 }  // namespace
 
-Napi::Function Memory::Define(Napi::Env env) {
-  return DefineClass(env, "Memory",
-                     {
-                         InstanceAccessor<&Memory::GetBuffer>("buffer"),
-                         InstanceAccessor<&Memory::GetSize>("size"),
-                         InstanceAccessor<&Memory::GetAddress>("address"),
-                         InstanceAccessor<&Memory::GetPins>("slotCount"),
-                         InstanceAccessor<&Memory::GetKind>("kind"),
-                         InstanceAccessor<&Memory::GetAliased>("aliased"),
-                         InstanceAccessor<&Memory::GetClosed>("closed"),
-                         InstanceMethod<&Memory::View>("view"),
-                         InstanceMethod<&Memory::Close>("close"),
-                     });
+Napi::Object Memory::DefineFunctions(Napi::Env env) {
+  Table<Memory>* table = Data(env).memoryTable.get();
+  Napi::Object o = Napi::Object::New(env);
+  auto add = [&](const char* name, napi_callback cb) { AddSlotFunction(env, o, name, cb, table); };
+  // allocate(size, thp): maps fresh memory (thp: 1 ask for transparent huge
+  // pages, 0 refuse them, -1 leave the system default, 2 hugetlbfs pages).
+  o.Set("allocate", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    auto m = std::make_unique<Memory>();
+    int thp = static_cast<int>(ReadInt(info[1], "thp", -1, 2));
+    m->InitMapped(info.Env(), static_cast<size_t>(ReadU64(info[0], "size", SIZE_MAX / 2)), thp);
+    return Napi::Number::New(info.Env(), Data(info.Env()).memoryTable->Add(std::move(m)));
+  }, "allocate"));
+  // borrow(kind, source, view): a caller's page-aligned buffer, where view
+  // is a Uint8Array over all of it (N-API cannot read a SharedArrayBuffer's
+  // address directly).
+  o.Set("borrow", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    auto m = std::make_unique<Memory>();
+    napi_value argv[3] = {info[0], info[1], info[2]};
+    m->InitBorrowed(Args(info.Env(), 3, argv));
+    return Napi::Number::New(info.Env(), Data(info.Env()).memoryTable->Add(std::move(m)));
+  }, "borrow"));
+  add("release", &Memory::Release);
+  add("buffer", &CallBySlot<Memory, Napi::Value, &Memory::GetBuffer>);
+  add("size", &CallBySlot<Memory, Napi::Value, &Memory::GetSize>);
+  add("address", &CallBySlot<Memory, Napi::Value, &Memory::GetAddress>);
+  add("slotCount", &CallBySlot<Memory, Napi::Value, &Memory::GetPins>);
+  add("kind", &CallBySlot<Memory, Napi::Value, &Memory::GetKind>);
+  add("aliased", &CallBySlot<Memory, Napi::Value, &Memory::GetAliased>);
+  add("closed", &CallBySlot<Memory, Napi::Value, &Memory::GetClosed>);
+  add("view", &CallBySlot<Memory, Napi::Value, &Memory::View>);
+  add("close", &CallBySlot<Memory, void, &Memory::Close>);
+  return o;
 }
 
-// new Memory(size, thp) maps fresh memory (thp: 1 ask for transparent huge
-// pages, 0 refuse them, -1 leave the system default, 2 hugetlbfs pages);
-// new Memory(kind, source, view) borrows a caller's page-aligned buffer,
-// where view is a Uint8Array over all of it (N-API cannot read a
-// SharedArrayBuffer's address directly).
-Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) {
-  Tag(info.This().As<Napi::Object>(), kMemoryTag);
-  if (info[0].IsString()) {
-    InitBorrowed(info);
-  } else {
-    int thp = static_cast<int>(ReadInt(info[1], "thp", -1, 2));
-    InitMapped(info.Env(), static_cast<size_t>(ReadU64(info[0], "size", SIZE_MAX / 2)), thp);
+// release(slot): lib's handle was garbage-collected. A slot that maps the
+// memory holds lib's GuestMemory, so that cannot happen while one does;
+// refused all the same, for KVM must never map freed pages.
+napi_value Memory::Release(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void* table;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1) {
+    uint32_t slot = SlotNumber(env, argv[0]);
+    auto* t = static_cast<Table<Memory>*>(table);
+    Memory* m = t->Find(slot);
+    if (m != nullptr && *m->pins_ == 0) t->Remove(slot);
   }
+  return nullptr;
+}
+
+Memory* Memory::FromSlot(const Napi::Value& v, const char* name) {
+  Memory* m = v.IsNumber() ? Data(v.Env()).memoryTable->Find(SlotNumber(v)) : nullptr;
+  if (m == nullptr) throw ArgTypeError(v.Env(), name, "a GuestMemory");
+  return m;
 }
 
 void Memory::InitMapped(Napi::Env env, size_t size, int thp) {
@@ -176,7 +201,7 @@ void Memory::MakeBuffer(Napi::Env env) {
   buffer_ = Napi::Persistent(Napi::Value(ab));
 }
 
-void Memory::InitBorrowed(const Napi::CallbackInfo& info) {
+void Memory::InitBorrowed(const Args& info) {
   Napi::Env env = info.Env();
   std::string kind = info[0].As<Napi::String>().Utf8Value();
   if (kind == "arraybuffer") {
@@ -235,7 +260,7 @@ bool Memory::StillValid(Napi::Env env) const {
 
 // view(offset, length): an ArrayBuffer over part of addon-mapped memory,
 // for memory larger than one ArrayBuffer may be. It holds the pages.
-Napi::Value Memory::View(const Napi::CallbackInfo& info) {
+Napi::Value Memory::View(const Args& info) {
   Napi::Env env = info.Env();
   if (closed_) throw ClosedError(env, "GuestMemory", "GuestMemory.view");
   if (kind_ != Kind::kMapped) throw Napi::TypeError::New(env, "view() is for addon-mapped memory");
@@ -255,42 +280,42 @@ Napi::Value Memory::View(const Napi::CallbackInfo& info) {
   return ab;
 }
 
-Napi::Value Memory::GetBuffer(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetBuffer(const Args& info) {
   if (!closed_ && buffer_.IsEmpty() && kind_ == Kind::kMapped) MakeBuffer(info.Env());
   if (closed_ || buffer_.IsEmpty()) return info.Env().Undefined();
   if (wasmSource_) return buffer_.Value().As<Napi::Object>().Get("buffer");
   return buffer_.Value();
 }
 
-Napi::Value Memory::GetSize(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetSize(const Args& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(size_));
 }
 
-Napi::Value Memory::GetAddress(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetAddress(const Args& info) {
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data_)));
 }
 
-Napi::Value Memory::GetPins(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetPins(const Args& info) {
   // The owner of a mapping counts the slots of its aliases too.
   return Napi::Number::New(info.Env(), kind_ == Kind::kMapped && mapping_ ? mapping_->pins.load() : *pins_);
 }
 
-Napi::Value Memory::GetAliased(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetAliased(const Args& info) {
   return Napi::Boolean::New(info.Env(), kind_ != Kind::kMapped && mapping_ != nullptr);
 }
 
-Napi::Value Memory::GetKind(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetKind(const Args& info) {
   static const char* const names[] = {"mapped", "arraybuffer", "shared", "wasm"};
   return Napi::String::New(info.Env(), names[static_cast<int>(kind_)]);
 }
 
-Napi::Value Memory::GetClosed(const Napi::CallbackInfo& info) {
+Napi::Value Memory::GetClosed(const Args& info) {
   return Napi::Boolean::New(info.Env(), closed_);
 }
 
 // Releases the memory now instead of at garbage collection. Refused while a
 // slot maps it: KVM would be left pointing at freed pages.
-void Memory::Close(const Napi::CallbackInfo& info) {
+void Memory::Close(const Args& info) {
   Napi::Env env = info.Env();
   if (closed_) return;
   int pins = kind_ == Kind::kMapped ? mapping_->pins.load() : *pins_;

@@ -7,13 +7,23 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/table.h"
 
 namespace nodekvm {
 
-class Memory : public Napi::ObjectWrap<Memory> {
+// Guest memory has no JavaScript wrapper: the environment's table owns it
+// and lib/ names it by slot (base/table.h), as a VM's slots do.
+class Memory {
  public:
-  static Napi::Function Define(Napi::Env env);
-  explicit Memory(const Napi::CallbackInfo& info);
+  static constexpr const char* kSlotOf = "a GuestMemory's slot";
+  // The binding's memory functions: allocate(size, thp) and
+  // borrow(kind, source, view) give a slot; the others take one first.
+  static Napi::Object DefineFunctions(Napi::Env env);
+  // The memory a slot names, or an ERR_INVALID_ARG_TYPE naming `name`.
+  static Memory* FromSlot(const Napi::Value& v, const char* name);
+  Memory() = default;
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
@@ -45,16 +55,17 @@ class Memory : public Napi::ObjectWrap<Memory> {
   void InitHugetlb(Napi::Env env, size_t size);
   void MakeBuffer(Napi::Env env);
   void Adopt(Napi::Env env, uint8_t* base, size_t size);
-  void InitBorrowed(const Napi::CallbackInfo& info);
-  Napi::Value GetBuffer(const Napi::CallbackInfo& info);
-  Napi::Value GetSize(const Napi::CallbackInfo& info);
-  Napi::Value GetAddress(const Napi::CallbackInfo& info);
-  Napi::Value GetPins(const Napi::CallbackInfo& info);
-  Napi::Value GetKind(const Napi::CallbackInfo& info);
-  Napi::Value GetAliased(const Napi::CallbackInfo& info);
-  Napi::Value GetClosed(const Napi::CallbackInfo& info);
-  Napi::Value View(const Napi::CallbackInfo& info);
-  void Close(const Napi::CallbackInfo& info);
+  void InitBorrowed(const Args& info);
+  static napi_value Release(napi_env env, napi_callback_info cbinfo);
+  Napi::Value GetBuffer(const Args& info);
+  Napi::Value GetSize(const Args& info);
+  Napi::Value GetAddress(const Args& info);
+  Napi::Value GetPins(const Args& info);
+  Napi::Value GetKind(const Args& info);
+  Napi::Value GetAliased(const Args& info);
+  Napi::Value GetClosed(const Args& info);
+  Napi::Value View(const Args& info);
+  void Close(const Args& info);
 
   Kind kind_ = Kind::kMapped;
   uint8_t* data_ = nullptr;

@@ -14,7 +14,6 @@
 #include "base/errors.h"
 #include "base/flex.h"
 #include "base/ioctl.h"
-#include "base/tags.h"
 #include "memory.h"
 #include "vcpu.h"
 
@@ -139,7 +138,7 @@ Napi::Value Vm::SetUserMemoryRegion(const Args& info) {
     return env.Undefined();
   }
 
-  Memory* memory = UnwrapTagged<Memory>(info[4], kMemoryTag, "memory", "a GuestMemory");
+  Memory* memory = Memory::FromSlot(info[4], "memory");
   uint64_t offset = ReadU64(info[5], "offset");
   Napi::Object owner = ReadObject(info[6], "owner");
   if (!memory->StillValid(env)) {

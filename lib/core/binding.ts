@@ -48,25 +48,10 @@ export interface NativeSlot {
 }
 
 /** @internal */
-export interface NativeMemory {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer | undefined;
-  readonly size: number;
-  readonly address: bigint;
-  readonly slotCount: number;
-  readonly kind: 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
-  readonly closed: boolean;
-  readonly aliased: boolean;
-  view(offset: number, length: number): ArrayBuffer;
-  close(): void;
-}
-
-/** @internal */
 export interface Binding {
   Kvm: new (path: string) => NativeKvm;
-  Memory: {
-    new (size: number, thp: 2 | 1 | 0 | -1): NativeMemory;
-    new (kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): NativeMemory;
-  };
+  /** The guest memory functions: allocate and borrow give a slot, the others take one first (native/memory.cc). */
+  memory: MemoryFunctions;
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;
   setMaxView(bytes: number): void;
   setKickSignal(signo: number): void;
@@ -152,7 +137,7 @@ interface VmFunctions {
   checkExtension(vm: number, cap: number): number;
   setTssAddr(vm: number, addr: number | bigint): void;
   setIdentityMapAddr(vm: number, addr: number | bigint): void;
-  setUserMemoryRegion(vm: number, slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: NativeMemory, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined; // the slot's host address; undefined when deleted (size 0)
+  setUserMemoryRegion(vm: number, slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: number, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined; // the slot's host address; undefined when deleted (size 0)
   createGuestMemfd(vm: number, size: number, flags: number): number;
   createVcpu(vm: number, id: number): number;
   slots(vm: number): NativeSlot[];
@@ -370,7 +355,7 @@ export class NativeVm {
   setIdentityMapAddr(addr: number | bigint): void {
     M.setIdentityMapAddr(this.#vm, addr);
   }
-  setUserMemoryRegion(slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: NativeMemory, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined {
+  setUserMemoryRegion(slot: number, flags: number, gpa: number | bigint, size: number | bigint, memory?: number, offset?: number | bigint, owner?: GuestMemory, guestMemfd?: number, guestMemfdOffset?: number): bigint | undefined {
     return M.setUserMemoryRegion(this.#vm, slot, flags, gpa, size, memory, offset, owner, guestMemfd, guestMemfdOffset); // the slot's host address; undefined when deleted (size 0)
   }
   createGuestMemfd(size: number, flags: number): number {
@@ -451,5 +436,80 @@ export class NativeVm {
   }
   get dirtyRingBytes(): number {
     return M.dirtyRingBytes(this.#vm);
+  }
+}
+
+/** @internal What the addon's memory functions take and give. */
+interface MemoryFunctions {
+  allocate(size: number, thp: 2 | 1 | 0 | -1): number;
+  borrow(kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): number;
+  release(memory: number): void;
+  buffer(memory: number): ArrayBuffer | SharedArrayBuffer | undefined;
+  size(memory: number): number;
+  address(memory: number): bigint;
+  slotCount(memory: number): number;
+  kind(memory: number): 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
+  closed(memory: number): boolean;
+  aliased(memory: number): boolean;
+  view(memory: number, offset: number, length: number): ArrayBuffer;
+  close(memory: number): void;
+}
+
+const G = binding.memory;
+// Memory the addon holds lives until its handle is garbage-collected; a
+// slot that maps it holds its GuestMemory, and so this handle.
+const releasedMemory = new FinalizationRegistry<number>((slot) => G.release(slot));
+
+/**
+ * @internal Guest memory of the addon, by its slot in the addon's table:
+ * the addon makes no JavaScript object per memory (native/base/table.h).
+ */
+export class NativeMemory {
+  readonly #slot: number;
+
+  private constructor(slot: number) {
+    this.#slot = slot;
+    releasedMemory.register(this, slot);
+  }
+
+  /** Maps `size` bytes (thp: 1 ask for transparent huge pages, 0 refuse them, -1 the default, 2 hugetlbfs). */
+  static allocate(size: number, thp: 2 | 1 | 0 | -1): NativeMemory {
+    return new NativeMemory(G.allocate(size, thp));
+  }
+  /** A caller's page-aligned buffer; `view` is a Uint8Array over all of it. */
+  static borrow(kind: 'arraybuffer' | 'shared' | 'wasm' | 'wasm-shared', source: object, view: Uint8Array): NativeMemory {
+    return new NativeMemory(G.borrow(kind, source, view));
+  }
+
+  /** This memory's number for the addon's functions (setUserMemoryRegion). */
+  get slot(): number {
+    return this.#slot;
+  }
+  get buffer(): ArrayBuffer | SharedArrayBuffer | undefined {
+    return G.buffer(this.#slot);
+  }
+  get size(): number {
+    return G.size(this.#slot);
+  }
+  get address(): bigint {
+    return G.address(this.#slot);
+  }
+  get slotCount(): number {
+    return G.slotCount(this.#slot);
+  }
+  get kind(): 'mapped' | 'arraybuffer' | 'shared' | 'wasm' {
+    return G.kind(this.#slot);
+  }
+  get closed(): boolean {
+    return G.closed(this.#slot);
+  }
+  get aliased(): boolean {
+    return G.aliased(this.#slot);
+  }
+  view(offset: number, length: number): ArrayBuffer {
+    return G.view(this.#slot, offset, length);
+  }
+  close(): void {
+    G.close(this.#slot);
   }
 }

@@ -1,5 +1,5 @@
 import { markAsUntransferable } from 'node:worker_threads';
-import { binding, type NativeMemory } from './binding';
+import { binding, NativeMemory } from './binding';
 import { constants } from 'node:os';
 import { KvmError } from './errors';
 import { constants as bufferConstants } from 'node:buffer';
@@ -85,7 +85,7 @@ export class GuestMemory {
     }
     if (hugePages === 'hugetlb' && size % 0x200000 !== 0) throw outOfRange('size', 'a multiple of 2 MiB (2097152) for hugetlb pages', size);
     const thp = hugePages === 'hugetlb' ? 2 : hugePages === undefined ? -1 : hugePages ? 1 : 0;
-    return new GuestMemory(new binding.Memory(size, thp), 0, true, size);
+    return new GuestMemory(NativeMemory.allocate(size, thp), 0, true, size);
   }
 
   /**
@@ -100,15 +100,15 @@ export class GuestMemory {
     if (WasmMemoryClass !== undefined && source instanceof WasmMemoryClass) {
       const shared = source.buffer instanceof SharedArrayBuffer;
       return new GuestMemory(
-        new binding.Memory(shared ? 'wasm-shared' : 'wasm', source, new Uint8Array(source.buffer)),
+        NativeMemory.borrow(shared ? 'wasm-shared' : 'wasm', source, new Uint8Array(source.buffer)),
       );
     }
     if (source instanceof SharedArrayBuffer) {
-      return new GuestMemory(new binding.Memory('shared', source, new Uint8Array(source)));
+      return new GuestMemory(NativeMemory.borrow('shared', source, new Uint8Array(source)));
     }
     if (source instanceof ArrayBuffer) {
       if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
-      const native = new binding.Memory('arraybuffer', source, new Uint8Array(source));
+      const native = NativeMemory.borrow('arraybuffer', source, new Uint8Array(source));
       // Addon-mapped pages are pinned by the alias itself; marking that
       // buffer would make it undetachable (Node 24) for its owner's close().
       if (!native.aliased) markAsUntransferable(source);
@@ -117,10 +117,10 @@ export class GuestMemory {
     if (ArrayBuffer.isView(source)) {
       const view = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
       if (source.buffer instanceof SharedArrayBuffer) {
-        return new GuestMemory(new binding.Memory('shared', source.buffer, view), source.byteOffset);
+        return new GuestMemory(NativeMemory.borrow('shared', source.buffer, view), source.byteOffset);
       }
       if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
-      const native = new binding.Memory('arraybuffer', source.buffer, view);
+      const native = NativeMemory.borrow('arraybuffer', source.buffer, view);
       if (!native.aliased) markAsUntransferable(source.buffer);
       return new GuestMemory(native, source.byteOffset);
     }

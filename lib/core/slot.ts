@@ -201,7 +201,7 @@ export class MemorySlot {
 
   #update(gpa: bigint, flags: number): void {
     if (this.#deleted) throw new KvmError(constants.errno.EBADF, 'KVM_SET_USER_MEMORY_REGION', `slot ${this.id} was deleted, so it is closed`);
-    this.#vm.setUserMemoryRegion(this.id, flags, gpa, this.size, this.memory.native, this.offset, this.memory);
+    this.#vm.setUserMemoryRegion(this.id, flags, gpa, this.size, this.memory.native.slot, this.offset, this.memory);
     this.#gpa = gpa;
     this.#flags = flags;
   }

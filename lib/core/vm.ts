@@ -142,10 +142,10 @@ export class Vm {
       const gmemOffset = own(g, 'offset') === undefined ? 0 : validateLength(g.offset, 'options.guestMemfd.offset');
       validateAligned(gmemOffset, 'options.guestMemfd.offset', PAGE_SIZE, `a multiple of ${PAGE_SIZE}`);
       if (gmemOffset + size > memfd.size) throw outOfRange('options.guestMemfd.offset', `<= ${memfd.size - size} (the guest_memfd's size minus the slot's)`, gmemOffset);
-      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memory, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
+      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native.slot, offset, memory, memfd.liveFd('KVM_SET_USER_MEMORY_REGION2'), gmemOffset);
       kernelFlags |= MemFlag.GUEST_MEMFD; // as the addon sets it
     } else {
-      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native, offset, memory);
+      hva = this.native.setUserMemoryRegion(id, flags, gpa, size, memory.native.slot, offset, memory);
     }
     // Made from what is known here, with no second call into the addon
     // (~10 µs of cold caches after the ioctl). The addon's generation counts

@@ -10,15 +10,16 @@ namespace nodekvm {
 
 template <class T>
 class Table;
+class Memory;
 class Vcpu;
 class Vm;
 
 struct AddonData {
   Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
-  Napi::FunctionReference memoryClass;
   Napi::FunctionReference noop;  // called to learn whether JS can still run
   std::shared_ptr<Table<Vcpu>> runTable;  // the vCPUs (vcpu.h)
   std::shared_ptr<Table<Vm>> vmTable;     // the VMs (vm.h)
+  std::shared_ptr<Table<Memory>> memoryTable;  // guest memory (memory.h)
 };
 
 AddonData& Data(Napi::Env env);

@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <type_traits>
@@ -33,6 +34,15 @@ class Args {
   size_t argc_;
   const napi_value* argv_;
 };
+
+// The slot a JavaScript value names: 0 (never a slot) for anything but
+// an integer in uint32's range, so that 1.5 names no slot rather than 1.
+inline uint32_t SlotNumber(napi_env env, napi_value v) {
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= 4294967295.0) || d != std::floor(d)) return 0;
+  return static_cast<uint32_t>(d);
+}
+inline uint32_t SlotNumber(const Napi::Value& v) { return SlotNumber(v.Env(), v); }
 
 template <class T>
 class Table {
@@ -107,11 +117,7 @@ napi_value CallBySlot(napi_env env, napi_callback_info cbinfo) {
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) != napi_ok) return nullptr;
   argc = std::min(argc, kMax);
   try {
-    uint32_t slot = 0;
-    T* object = nullptr;
-    if (argc > 0 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
-      object = static_cast<const Table<T>*>(table)->Find(slot);
-    }
+    T* object = argc > 0 ? static_cast<const Table<T>*>(table)->Find(SlotNumber(env, argv[0])) : nullptr;
     if (object == nullptr) throw ArgTypeError(Napi::Env(env), "slot", T::kSlotOf);
     Args args(env, argc - 1, argv + 1);
     if constexpr (std::is_void_v<R>) {
@@ -132,10 +138,8 @@ napi_value ReleaseBySlot(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 1;
   napi_value argv[1];
   void* table;
-  uint32_t slot = 0;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1 &&
-      napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
-    static_cast<Table<T>*>(table)->Remove(slot);
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1) {
+    static_cast<Table<T>*>(table)->Remove(SlotNumber(env, argv[0]));
   }
   return nullptr;
 }

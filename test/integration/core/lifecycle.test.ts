@@ -110,7 +110,7 @@ describe('closing', () => {
 function registerScratch(vm: Vm, firstByte: number): WeakRef<object> {
   const scratch = GuestMemory.allocate(0x1000);
   scratch.bytes[0] = firstByte;
-  vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native, 0, scratch);
+  vm.native.setUserMemoryRegion(7, 0, 0x10000, 0x1000, scratch.native.slot, 0, scratch);
   return new WeakRef(scratch.native);
 }
 
