@@ -451,12 +451,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // (closing their vCPUs' cores and slots), then the vCPUs', then guest
   // memory's, after the cores' own hooks and while references can still
   // be dropped.
-  data.memoryTable = std::make_shared<Table<Memory>>();
-  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Memory>*>(table)->Clear(); }, data.memoryTable.get());
-  data.runTable = std::make_shared<Table<Vcpu>>();
-  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vcpu>*>(table)->Clear(); }, data.runTable.get());
-  data.vmTable = std::make_shared<Table<Vm>>();
-  napi_add_env_cleanup_hook(env, [](void* table) { static_cast<Table<Vm>*>(table)->Clear(); }, data.vmTable.get());
+  data.memoryTable = std::make_shared<Table<Memory>>(env);
+  napi_add_env_cleanup_hook(env, &Table<Memory>::TeardownHook, data.memoryTable.get());
+  data.runTable = std::make_shared<Table<Vcpu>>(env);
+  napi_add_env_cleanup_hook(env, &Table<Vcpu>::TeardownHook, data.runTable.get());
+  data.vmTable = std::make_shared<Table<Vm>>(env);
+  napi_add_env_cleanup_hook(env, &Table<Vm>::TeardownHook, data.vmTable.get());
   exports.Set("Kvm", Kvm::Define(env));
   exports.Set("vm", Vm::DefineFunctions(env));
   exports.Set("vcpu", Vcpu::DefineFunctions(env));

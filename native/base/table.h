@@ -86,13 +86,23 @@ class Table {
     }
   }
 
-  // At the environment's teardown (a cleanup hook, while references can
-  // still be dropped): destroys every object.
-  void Clear() {
-    std::vector<Entry> gone = std::move(entries_);
-    entries_.clear();
-    free_.clear();
+  // Empties the table at the environment's teardown, in a cleanup hook
+  // (references can still be dropped then); `table` is the Table. Hooks
+  // run outside any handle scope, and a destructor may make handles.
+  static void TeardownHook(void* table) {
+    auto* t = static_cast<Table*>(table);
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(t->env_, &scope) != napi_ok) return;
+    std::vector<Entry> gone = std::move(t->entries_);
+    t->entries_.clear();
+    t->free_.clear();
+    gone.clear();
+    napi_close_handle_scope(t->env_, scope);
   }
+
+  explicit Table(napi_env env) : env_(env) {}
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
 
  private:
   static constexpr uint32_t kIndexBits = 20;
@@ -101,6 +111,7 @@ class Table {
     std::unique_ptr<T> object;
     uint32_t slot = 0;  // index, and in the high bits a count of its reuses
   };
+  napi_env env_;
   std::vector<Entry> entries_;
   std::vector<uint32_t> free_;
 };

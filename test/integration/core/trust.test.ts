@@ -262,6 +262,29 @@ describe('runs that always end', () => {
     expect(g.vcpu.getSregs().ds.selector).toBe(0x1234);
   });
 
+  it('tears a worker down cleanly after its vCPUs ran to I/O exits, its VMs still open, ended or terminated', () => {
+    // out 0x10, al; jmp back: an io exit each run, so kvm_run is mapped into JavaScript.
+    const script = (end: string, keepAlive: boolean) => `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(`${guestJs}
+        const { parentPort } = require('node:worker_threads');
+        const vcpus = [guest([0xe6, 0x10, 0xeb, 0xfc]), guest([0xe6, 0x10, 0xeb, 0xfc])];
+        let ports = 0;
+        for (const v of vcpus) for (let i = 0; i < 3; i++) { const e = v.run(); if (e.reason === 'io') ports += e.port; }
+        parentPort.postMessage(ports);
+        globalThis.keep = vcpus;`)} + (${keepAlive} ? 'setInterval(() => {}, 1000);' : ''), { eval: true });
+      w.on('message', async (ports) => { console.log('ports', ports); ${end} });
+      w.on('exit', (code) => console.log('exit', code));`;
+    const ended = runNode(script('', false), 20_000);
+    expect(ended.stderr).toBe('');
+    expect(ended.stdout.trim()).toBe('ports 96\nexit 0');
+    expect(ended.status).toBe(0);
+    const terminated = runNode(script('await w.terminate();', true), 20_000);
+    expect(terminated.stderr).toBe('');
+    expect(terminated.stdout.trim()).toBe('ports 96\nexit 1');
+    expect(terminated.status).toBe(0);
+  });
+
   it('lets worker.terminate() and process.exit() return while a worker sits in a sync run, or builds its guest', () => {
     const script = (how: string, setupFirst: boolean) => `
       const { Worker } = require('node:worker_threads');
