@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: { alias: { 'node-kvm': fileURLToPath(new URL('./lib/index.ts', import.meta.url)) } },
   test: {
     include: ['test/**/*.test.ts'],
+    setupFiles: ['test/setup.ts'],
     pool: 'forks',
     poolOptions: {
       // --expose-gc: tests prove that slots keep memory alive through GC.

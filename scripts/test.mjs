@@ -46,14 +46,18 @@ function integrationFiles() {
     .map((f) => parseTag(`test/integration/${f}`, readFileSync(join(dir, f), 'utf8')));
 }
 
-function counts(jsonPath) {
+function counts(jsonPath, files) {
   const r = JSON.parse(readFileSync(jsonPath, 'utf8'));
-  // A file that failed to load has no tests but is a failure.
-  const brokenFiles = (r.testResults ?? []).filter((t) => t.status === 'failed' && t.assertionResults.length === 0).length;
+  // A file that failed to load has no tests but is a failure; so is one
+  // that never reported (vitest gave up on the run).
+  const reported = r.testResults ?? [];
+  const brokenFiles = reported.filter((t) => t.status === 'failed' && t.assertionResults.length === 0).length;
+  const unreported = Math.max(0, files - reported.length);
   return {
     passed: r.numPassedTests,
-    failed: r.numFailedTests + brokenFiles,
+    failed: r.numFailedTests + brokenFiles + unreported,
     skipped: r.numPendingTests + r.numTodoTests,
+    ...(unreported ? { error: `${unreported} of ${files} files never reported (see vitest's output above)` } : {}),
   };
 }
 
@@ -86,7 +90,11 @@ function runVitest(files, name, line = thisLine, env = {}) {
     { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } },
   );
   if (!existsSync(json)) return { passed: 0, failed: 1, skipped: 0, error: `vitest exited with ${r.status} and wrote no results` };
-  return counts(json);
+  const c = counts(json, files.length);
+  // An unhandled error fails the run even when every test passed: vitest
+  // says its results may be false positives.
+  if (r.status !== 0 && !c.failed) return { ...c, failed: 1, error: `vitest exited with ${r.status ?? r.signal} (an unhandled error; see its output above)` };
+  return c;
 }
 
 /**
