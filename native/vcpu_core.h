@@ -1,5 +1,5 @@
-// The vCPU's kernel side, shared by the JS wrapper and the VM: the fd, the
-// kvm_run mapping, and the thread that runs KVM_RUN for runAsync().
+// The vCPU's kernel side, shared by the vCPU (in its table) and the VM: the
+// fd, the kvm_run mapping, and the thread that runs KVM_RUN for runAsync().
 #pragma once
 
 #include <linux/kvm.h>
@@ -18,8 +18,8 @@
 
 namespace nodekvm {
 
-// What outlives the JS wrapper: the fd, the kvm_run mapping and the thread
-// that runs KVM_RUN for runAsync(). The VM holds one reference so that
+// What outlives the vCPU's table entry: the fd, the kvm_run mapping and the
+// thread that runs KVM_RUN for runAsync(). The VM holds one reference so that
 // closing the VM closes its vCPUs.
 class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
  public:
@@ -60,7 +60,8 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   bool Kick();
   // Kicks the vCPU with this handle, if it still exists.
   static bool KickHandle(uint64_t handle);
-  // Set when the JS wrapper is garbage-collected: nobody awaits the run.
+  // Set when lib's handle (or its VM's) was garbage-collected: nobody
+  // awaits the run.
   void MarkCollected() { collected_ = true; }
   // Stops a run in flight, joins the thread, unmaps kvm_run and closes the
   // fd. Idempotent; main thread only.
