@@ -95,7 +95,7 @@ Napi::Object Memory::DefineFunctions(Napi::Env env) {
     m->InitBorrowed(Args(info.Env(), 3, argv));
     return Napi::Number::New(info.Env(), Data(info.Env()).memoryTable->Add(std::move(m)));
   }, "borrow"));
-  add("release", &Memory::Release);
+  add("release", &ReleaseBySlot<Memory>);
   add("buffer", &CallBySlot<Memory, Napi::Value, &Memory::GetBuffer>);
   add("size", &CallBySlot<Memory, Napi::Value, &Memory::GetSize>);
   add("address", &CallBySlot<Memory, Napi::Value, &Memory::GetAddress>);
@@ -108,24 +108,8 @@ Napi::Object Memory::DefineFunctions(Napi::Env env) {
   return o;
 }
 
-// release(slot): lib's handle was garbage-collected. A slot that maps the
-// memory holds lib's GuestMemory, so that cannot happen while one does;
-// refused all the same, for KVM must never map freed pages.
-napi_value Memory::Release(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 1;
-  napi_value argv[1];
-  void* table;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1) {
-    uint32_t slot = SlotNumber(env, argv[0]);
-    auto* t = static_cast<Table<Memory>*>(table);
-    Memory* m = t->Find(slot);
-    if (m != nullptr && *m->pins_ == 0) t->Remove(slot);
-  }
-  return nullptr;
-}
-
 Memory* Memory::FromSlot(const Napi::Value& v, const char* name) {
-  Memory* m = v.IsNumber() ? Data(v.Env()).memoryTable->Find(SlotNumber(v)) : nullptr;
+  Memory* m = Data(v.Env()).memoryTable->Find(SlotNumber(v));
   if (m == nullptr) throw ArgTypeError(v.Env(), name, "a GuestMemory");
   return m;
 }

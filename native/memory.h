@@ -22,6 +22,10 @@ class Memory {
   // The memory a slot names, or an ERR_INVALID_ARG_TYPE naming `name`.
   static Memory* FromSlot(const Napi::Value& v, const char* name);
   Memory() = default;
+  // A slot that maps this memory holds lib's GuestMemory, so its handle
+  // cannot be collected meanwhile; refused all the same, for KVM must
+  // never map freed pages.
+  bool Releasable() const { return *pins_ == 0; }
   Memory(const Memory&) = delete;
   Memory& operator=(const Memory&) = delete;
 
@@ -56,7 +60,6 @@ class Memory {
   void MakeBuffer(Napi::Env env);
   void Adopt(Napi::Env env, uint8_t* base, size_t size);
   void InitBorrowed(const Args& info);
-  static napi_value Release(napi_env env, napi_callback_info cbinfo);
   Napi::Value GetBuffer(const Args& info);
   Napi::Value GetSize(const Args& info);
   Napi::Value GetAddress(const Args& info);

@@ -108,11 +108,8 @@ napi_value Vcpu::RunSlot(napi_env env, napi_callback_info cbinfo) {
   void* table;
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) != napi_ok) return nullptr;
   try {
-    uint32_t slot = 0;
-    Vcpu* vcpu = nullptr;
-    if (argc > 0 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok) {
-      vcpu = static_cast<const RunTable*>(table)->Find(slot);
-    }
+    // As every vCPU function reads its slot (base/table.h): 1.5 names none.
+    Vcpu* vcpu = argc > 0 ? static_cast<const RunTable*>(table)->Find(SlotNumber(env, argv[0])) : nullptr;
     if (vcpu == nullptr) throw ArgTypeError(Napi::Env(env), "slot", "a vCPU's runSlot");
     napi_valuetype type = napi_undefined;
     if (argc > 1) napi_typeof(env, argv[1], &type);

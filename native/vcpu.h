@@ -24,6 +24,7 @@ class Vcpu {
   static constexpr const char* kSlotOf = "a vCPU's slot";
   Vcpu(Napi::Env env, std::shared_ptr<VcpuCore> core, uint32_t id, Vm* vm);
   ~Vcpu();
+  bool Releasable() const { return true; }
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
   // The binding's vcpu functions, each taking a slot first, and

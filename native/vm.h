@@ -23,6 +23,7 @@ class Vm {
   static constexpr const char* kSlotOf = "a VM's slot";
   Vm(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize);
   ~Vm();
+  bool Releasable() const { return true; }
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
   static Napi::Object DefineFunctions(Napi::Env env);

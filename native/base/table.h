@@ -143,14 +143,18 @@ napi_value CallBySlot(napi_env env, napi_callback_info cbinfo) {
   }
 }
 
-// release(slot): lib/'s handle was garbage-collected.
+// release(slot): lib/'s handle was garbage-collected. T::Releasable()
+// may refuse (memory that a slot still maps).
 template <class T>
 napi_value ReleaseBySlot(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 1;
   napi_value argv[1];
   void* table;
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &table) == napi_ok && argc == 1) {
-    static_cast<Table<T>*>(table)->Remove(SlotNumber(env, argv[0]));
+    auto* t = static_cast<Table<T>*>(table);
+    uint32_t slot = SlotNumber(env, argv[0]);
+    T* object = t->Find(slot);
+    if (object != nullptr && object->Releasable()) t->Remove(slot);
   }
   return nullptr;
 }
