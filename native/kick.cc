@@ -62,9 +62,12 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
   }
 
  private:
+  static bool InSyncRun(uint32_t bits) {
+    return (bits & (runbits::kInRun | runbits::kSync)) == (runbits::kInRun | runbits::kSync);
+  }
   bool AnyActive() const {
     for (SyncRun* r : runs_) {
-      if (r->state.load(std::memory_order_seq_cst) != SyncRun::kIdle) return true;
+      if (InSyncRun(r->bits->load(std::memory_order_seq_cst))) return true;
     }
     return false;
   }
@@ -95,7 +98,7 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       int64_t now = MonotonicNs();
       int64_t wakeNs = now + kTickNs;
       for (SyncRun* r : runs_) {
-        if (r->state.load(std::memory_order_seq_cst) == SyncRun::kIdle) continue;
+        if (!InSyncRun(r->bits->load(std::memory_order_seq_cst))) continue;
         int64_t d = r->deadlineNs.load(std::memory_order_relaxed);
         bool seen = r->gen.load(std::memory_order_relaxed) == r->seenGen;
         if (d != 0) wakeNs = std::min(wakeNs, seen ? std::max(d, r->resignalNs) : d);
@@ -109,7 +112,8 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
 
   // Signals r if its run passed its deadline, or is the run seen a tick ago.
   void Check(SyncRun* r, int64_t now) {
-    if (r->state.load(std::memory_order_seq_cst) != SyncRun::kActive) return;
+    uint32_t bits = r->bits->load(std::memory_order_seq_cst);
+    if (!InSyncRun(bits)) return;
     uint64_t gen = r->gen.load(std::memory_order_seq_cst);
     if (gen != r->seenGen) {
       // A run not seen before: it began within the last tick, so ticking it
@@ -131,8 +135,10 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       r->tickNs = now + kTickNs;
     }
     if (why == SyncRun::kNone) return;
-    int expected = SyncRun::kActive;
-    if (!r->state.compare_exchange_strong(expected, SyncRun::kSignalling, std::memory_order_seq_cst)) return;
+    // Hold the run until the signal is sent, unless it ended meanwhile.
+    do {
+      if (!InSyncRun(bits)) return;
+    } while (!r->bits->compare_exchange_weak(bits, bits | runbits::kWatching, std::memory_order_seq_cst));
     // Still the run it looked at: a newer one has its own deadline.
     if (r->gen.load(std::memory_order_seq_cst) == gen) {
       int none = SyncRun::kNone;
@@ -140,7 +146,7 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       r->run->immediate_exit = 1;
       pthread_kill(r->thread.load(std::memory_order_relaxed), KickSignal());
     }
-    r->state.store(SyncRun::kActive, std::memory_order_seq_cst);
+    r->bits->fetch_and(~uint32_t{runbits::kWatching}, std::memory_order_seq_cst);
   }
 
   std::mutex mu_;

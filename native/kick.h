@@ -21,18 +21,27 @@ void EnsureKickHandler(Napi::Env env);
 // Lets the kick signal through on the calling thread (workers may block it).
 void UnblockKickSignal();
 
+// A vCPU's run in flight, as everyone who may end it sees it: one atomic
+// word. Its runner sets kInRun (and kSync for a sync run) before KVM_RUN
+// and clears them after, once neither a kicker (kKicking) nor the
+// watchdog (kWatching) is between seeing the run and signalling it: a
+// signal never outlives the run it was meant for. One atomic operation on
+// each side of KVM_RUN, as it is on the exit's round trip.
+namespace runbits {
+enum : uint32_t { kInRun = 1, kSync = 2, kKicking = 4, kWatching = 8, kKicked = 16, kPending = 32 };
+}
+
 // A vCPU's synchronous runs, as the watchdog sees them. Added to the
-// watchdog once and marked active per run with atomics: a run that exits
-// within microseconds takes no lock and wakes no thread.
+// watchdog once; a run that exits within microseconds takes no lock and
+// wakes no thread.
 struct SyncRun {
   enum Reason : int { kNone = 0, kTick = 1, kTimeout = 2 };
-  enum State : int { kIdle = 0, kActive = 1, kSignalling = 2 };
-  // The owner's per-run fields first, in one cache line (see VcpuCore).
-  std::atomic<int> state{kIdle};
+  // The owner's per-run fields first (see VcpuCore).
   std::atomic<int> reason{kNone};
   std::atomic<uint64_t> gen{0};  // counts runs: one long run is told from many short ones
   std::atomic<int64_t> deadlineNs{0};  // CLOCK_MONOTONIC; 0: none
   std::atomic<pthread_t> thread{};
+  std::atomic<uint32_t>* bits = nullptr;  // the vCPU's run word (runbits)
   bool added = false;  // owner's side: WatchAdd() was called
   kvm_run* run = nullptr;
   // The watchdog's own: the run it saw last, when it ticks it, and when it
@@ -60,31 +69,26 @@ extern std::atomic<int64_t> wakeNs;   // when it looks next (INT64_MAX: deciding
 void Wake();
 }  // namespace watch
 
-// Around each run, on the thread that runs it; inline, as they run once
-// per exit.
+// A sync run's fields, before its KVM_RUNs (VcpuCore::RunOnce publishes
+// them with kSync, then calls WatchNotice); inline, as they run once per
+// exit.
 inline void WatchBegin(SyncRun* r, int64_t deadlineNs) {
   r->deadlineNs.store(deadlineNs, std::memory_order_relaxed);
   r->reason.store(SyncRun::kNone, std::memory_order_relaxed);
   r->thread.store(pthread_self(), std::memory_order_relaxed);
   r->gen.store(r->gen.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  r->state.store(SyncRun::kActive, std::memory_order_seq_cst);
-  // Waking the watchdog costs a futex call and a thread wake-up, as much
-  // as a short run: only when it sleeps for good, or would look well past
-  // this run's deadline. (This stores, then loads; the watchdog does the
-  // reverse, so one of the two sees the other.)
+}
+
+// After kSync is set. Waking the watchdog costs a futex call and a thread
+// wake-up, as much as a short run: only when it sleeps for good, or would
+// look well past this run's deadline. (The run stores its word, then
+// loads these; the watchdog does the reverse, so one of the two sees the
+// other.)
+inline void WatchNotice(const SyncRun* r) {
+  int64_t deadlineNs = r->deadlineNs.load(std::memory_order_relaxed);
   if (watch::asleep.load(std::memory_order_seq_cst) ||
       (deadlineNs != 0 && deadlineNs + watch::kSlackNs < watch::wakeNs.load(std::memory_order_seq_cst))) {
     watch::Wake();
-  }
-}
-
-inline void WatchEnd(SyncRun* r) {
-  // A signal being sent to this run lands before it ends: the thread may
-  // go on to other system calls, which must not see it.
-  for (;;) {
-    int expected = SyncRun::kActive;
-    if (r->state.compare_exchange_weak(expected, SyncRun::kIdle, std::memory_order_seq_cst)) return;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
   }
 }
 

@@ -142,13 +142,9 @@ napi_value Vcpu::Run(napi_env rawEnv, napi_value timeoutMs) {
     watch.added = true;
   }
   WatchBegin(&watch, deadline);
-  struct Guard {
-    SyncRun* w;
-    ~Guard() { WatchEnd(w); }
-  } guard{&watch};
   for (;;) {
     bool kicked = false;
-    if (core_->RunOnce(&kicked) >= 0) break;
+    if (core_->RunOnce(&kicked, false, &watch) >= 0) break;
     int err = errno;
     if (err != EINTR) throw SysError(env, err, "KVM_RUN");
     if (kicked || (deadline != 0 && MonotonicNs() >= deadline)) break;

@@ -39,6 +39,7 @@ bool SpinFor(int64_t ns, Done done) {
 
 VcpuCore::VcpuCore(UniqueFd fd, void* run, size_t runSize)
     : fd_(std::move(fd)), run_(run), runSize_(runSize) {
+  syncRun_.bits = &runState_;
   std::lock_guard<std::mutex> lock(gCoresMu);
   handle_ = gNextHandle++;
   gCores.emplace(handle_, this);
@@ -66,16 +67,22 @@ Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   return runBuffer_.Value();
 }
 
-int VcpuCore::RunOnce(bool* kicked, bool immediate) {
-  {
-    std::lock_guard<std::mutex> lock(runMu_);
-    inRun_ = true;
-    runner_ = pthread_self();
+int VcpuCore::RunOnce(bool* kicked, bool immediate, SyncRun* sync) {
+  using namespace runbits;
+  runner_ = pthread_self();
+  // Before kInRun is published: a kicker that sees it sets 1 after this.
+  run()->immediate_exit = immediate ? 1 : 0;
+  uint32_t before = runState_.fetch_or(sync != nullptr ? kInRun | kSync : kInRun, std::memory_order_seq_cst);
+  if (sync != nullptr) WatchNotice(sync);
+  if (before & kPending) {
     // A kick that came before entry must still end this run (kept for the
     // next real run when this one only completes pending I/O).
-    kicked_ = kickPending_ && !immediate;
-    run()->immediate_exit = kickPending_ || immediate ? 1 : 0;
-    if (!immediate) kickPending_ = false;
+    run()->immediate_exit = 1;
+    if (!immediate) {
+      uint32_t s = runState_.load(std::memory_order_relaxed);
+      while (!runState_.compare_exchange_weak(s, (s & ~uint32_t{kPending}) | kKicked, std::memory_order_seq_cst)) {
+      }
+    }
   }
   int r;
   // A vCPU waiting for INIT/SIPI blocks in KVM_RUN until they come, then
@@ -83,34 +90,44 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate) {
   do r = ::ioctl(fd_.get(), KVM_RUN, 0);
   while (r < 0 && errno == EAGAIN);
   int err = r < 0 ? errno : 0;
-  {
-    std::lock_guard<std::mutex> lock(runMu_);
-    inRun_ = false;
+  // A signal being sent to this run lands before the run ends: this thread
+  // may go on to other system calls, which must not see it.
+  uint32_t s = runState_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & (kKicking | kWatching)) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      s = runState_.load(std::memory_order_relaxed);
+      continue;
+    }
     // A kick that landed as the run ended with an exit of its own would be
     // lost (the caller sees the exit): it ends the next run instead.
-    if (r >= 0 && kicked_) kickPending_ = true;
-    *kicked = r < 0 && kicked_;
-    kicked_ = false;
+    uint32_t next = (s & kPending) | (r >= 0 && (s & kKicked) ? uint32_t{kPending} : 0u);
+    if (runState_.compare_exchange_weak(s, next, std::memory_order_seq_cst)) break;
   }
+  *kicked = r < 0 && (s & kKicked);
   if (r < 0 && err == EINTR) run()->exit_reason = KVM_EXIT_INTR;
   errno = err;
   return r;
 }
 
 bool VcpuCore::Kick() {
+  using namespace runbits;
+  // Kickers take turns (and keep Shutdown() from unmapping kvm_run
+  // meanwhile); the runner takes no lock.
   std::lock_guard<std::mutex> lock(runMu_);
   if (run_ == nullptr) return false;
-  if (inRun_) {
-    kicked_ = true;
-    run()->immediate_exit = 1;  // in case the signal lands just before KVM_RUN
-    pthread_kill(runner_, KickSignal());
-    return true;
+  uint32_t s = runState_.load(std::memory_order_seq_cst);
+  for (;;) {
+    if (s & kInRun) {
+      if (!runState_.compare_exchange_weak(s, s | kKicking | kKicked, std::memory_order_seq_cst)) continue;
+      run()->immediate_exit = 1;  // in case the signal lands just before KVM_RUN
+      pthread_kill(runner_, KickSignal());
+      runState_.fetch_and(~uint32_t{kKicking}, std::memory_order_seq_cst);
+      return true;
+    }
+    if (!asyncPending_) return false;
+    if (runState_.compare_exchange_weak(s, s | kPending, std::memory_order_seq_cst)) return true;
   }
-  if (asyncPending_) {
-    kickPending_ = true;
-    return true;
-  }
-  return false;
 }
 
 Napi::Value VcpuCore::StartAsync(Napi::Env env, int64_t spinNs) {
@@ -195,7 +212,7 @@ void VcpuCore::Unpark() {
   busy_ = false;
   std::lock_guard<std::mutex> lock(runMu_);
   asyncPending_ = false;
-  kickPending_ = false;
+  runState_.fetch_and(~uint32_t{runbits::kPending}, std::memory_order_seq_cst);
 }
 
 void VcpuCore::TeardownHook(void* arg) {

@@ -41,7 +41,8 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   // KVM_EXIT_INTR (KVM leaves it stale when immediate_exit stops the run
   // before entry); *kicked says whether Kick() ended it. `immediate` sets
   // immediate_exit: KVM completes pending I/O and returns at once.
-  int RunOnce(bool* kicked, bool immediate = false);
+  // `sync`: a sync run's watchdog fields (WatchBegin'd), or none.
+  int RunOnce(bool* kicked, bool immediate = false, SyncRun* sync = nullptr);
   // Hands one KVM_RUN to the vCPU thread. With spinNs > 0 (and more than
   // one CPU) it waits that long for the exit before it gives up: an exit
   // that comes in time returns its reason as a number, with no thread
@@ -102,14 +103,15 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   void* run_;
   bool busy_ = false;          // a runAsync() is in flight
   bool checkSlots_ = false;    // the VM has slots whose memory needs checking
-  // The run in flight, for Kick() from any thread (runMu_ guards these).
-  bool inRun_ = false;         // inside KVM_RUN (or about to enter it)
   // From runAsync() (or park()) until JavaScript has the result: a kick
-  // outside KVM_RUN in that time ends the next run, so none is lost.
+  // outside KVM_RUN in that time ends the next run, so none is lost
+  // (runMu_ guards it).
   bool asyncPending_ = false;
-  bool kickPending_ = false;   // kicked while asyncPending_ and not in KVM_RUN
-  bool kicked_ = false;        // the current run was kicked
-  pthread_t runner_{};         // the thread doing it
+  // The run in flight (kick.h's runbits), for Kick() and the watchdog
+  // from any thread: kKicked, Kick() ended this run; kPending, a kick for
+  // the next run.
+  std::atomic<uint32_t> runState_{0};
+  pthread_t runner_{};  // the thread in the run (published by kInRun)
   SyncRun syncRun_;
   std::mutex runMu_;
 
