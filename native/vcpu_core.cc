@@ -119,6 +119,10 @@ bool VcpuCore::Kick() {
   uint32_t s = runState_.load(std::memory_order_seq_cst);
   for (;;) {
     if (s & kInRun) {
+      // One signal per run: the kick signal is a real-time one, so signals
+      // queue rather than merge, and a run kicked faster than it could take
+      // them would spend its time in the handler and never end.
+      if (s & kKicked) return true;
       if (!runState_.compare_exchange_weak(s, s | kKicking | kKicked, std::memory_order_seq_cst)) continue;
       run()->immediate_exit = 1;  // in case the signal lands just before KVM_RUN
       pthread_kill(runner_, KickSignal());

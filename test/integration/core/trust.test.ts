@@ -190,6 +190,37 @@ describe('runs that always end', () => {
     expect(r.stdout.trim()).toBe('kicked true\nexit intr');
   });
 
+  it('goes on through kicks from another thread as fast as they come: one signal per run, not a queue of them', () => {
+    // The kick signal is a real-time one: unmerged, every kick's signal
+    // used to be queued, and the run spent its time in the handler (it hung
+    // after ~600 runs).
+    const r = node(`
+      const { Worker } = require('node:worker_threads');
+      const k = require(${lib});
+      const done = new Int32Array(new SharedArrayBuffer(4));
+      const w = new Worker(${JSON.stringify(`${guestJs}
+        const { parentPort, workerData } = require('node:worker_threads');
+        const v = guest([0xe6, 0x80, 0xeb, 0xfc]); // out 0x80, al; jmp back
+        parentPort.postMessage(v.kickHandle);
+        const n = { io: 0, intr: 0, other: 0 };
+        for (let i = 0; i < 20000; i++) {
+          const e = v.run();
+          n[e.reason === 'io' || e.reason === 'intr' ? e.reason : 'other']++;
+        }
+        Atomics.store(workerData, 0, 1);
+        parentPort.postMessage(n);`)}, { eval: true, workerData: done });
+      w.once('message', (handle) => {
+        let kicks = 0;
+        while (Atomics.load(done, 0) === 0) if (k.kickVcpu(handle)) kicks++;
+        w.once('message', (n) => {
+          console.log(n.io > 0, n.intr > 0, n.io + n.intr, n.other, n.intr <= kicks);
+          w.terminate();
+        });
+      });`, 30_000);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('true true 20000 0 true');
+  });
+
   it('ends overlapping sync runs in two threads each at its own deadline, and a run after the watchdog slept', () => {
     // The worker's run begins while the main thread's, with a later
     // deadline, is in flight; then the watchdog idles into its deep sleep
