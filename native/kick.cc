@@ -135,16 +135,18 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
       r->tickNs = now + kTickNs;
     }
     if (why == SyncRun::kNone) return;
+    int signo = KickSignal();  // before the run is held: it takes a lock
     // Hold the run until the signal is sent, unless it ended meanwhile.
     do {
       if (!InSyncRun(bits)) return;
-    } while (!r->bits->compare_exchange_weak(bits, bits | runbits::kWatching, std::memory_order_seq_cst));
+    } while (!r->bits->compare_exchange_weak(bits, bits | runbits::kWatching | runbits::kSignalled,
+                                             std::memory_order_seq_cst));
     // Still the run it looked at: a newer one has its own deadline.
     if (r->gen.load(std::memory_order_seq_cst) == gen) {
       int none = SyncRun::kNone;
       r->reason.compare_exchange_strong(none, why);
-      r->run->immediate_exit = 1;
-      pthread_kill(r->thread.load(std::memory_order_relaxed), KickSignal());
+      __atomic_store_n(&r->run->immediate_exit, 1, __ATOMIC_RELAXED);
+      pthread_kill(r->thread.load(std::memory_order_relaxed), signo);
     }
     r->bits->fetch_and(~uint32_t{runbits::kWatching}, std::memory_order_seq_cst);
   }

@@ -24,11 +24,24 @@ void UnblockKickSignal();
 // A vCPU's run in flight, as everyone who may end it sees it: one atomic
 // word. Its runner sets kInRun (and kSync for a sync run) before KVM_RUN
 // and clears them after, once neither a kicker (kKicking) nor the
-// watchdog (kWatching) is between seeing the run and signalling it: a
-// signal never outlives the run it was meant for. One atomic operation on
-// each side of KVM_RUN, as it is on the exit's round trip.
+// watchdog (kWatching) is between seeing the run and signalling it, and
+// takes any signal they sent (kSignalled) before it returns: a signal
+// never outlives the run it was meant for. One atomic operation on each
+// side of KVM_RUN, as it is on the exit's round trip.
+// kKicked: a kick ended (or will end) this run. kPending: a kick for the
+// next run. kBetween: a sync run between two KVM_RUNs (it went on after
+// EINTR); a kick then ends its next one.
 namespace runbits {
-enum : uint32_t { kInRun = 1, kSync = 2, kKicking = 4, kWatching = 8, kKicked = 16, kPending = 32 };
+enum : uint32_t {
+  kInRun = 1,
+  kSync = 2,
+  kKicking = 4,
+  kWatching = 8,
+  kKicked = 16,
+  kPending = 32,
+  kSignalled = 64,
+  kBetween = 128,
+};
 }
 
 // A vCPU's synchronous runs, as the watchdog sees them. Added to the
@@ -76,7 +89,8 @@ inline void WatchBegin(SyncRun* r, int64_t deadlineNs) {
   r->deadlineNs.store(deadlineNs, std::memory_order_relaxed);
   r->reason.store(SyncRun::kNone, std::memory_order_relaxed);
   r->thread.store(pthread_self(), std::memory_order_relaxed);
-  r->gen.store(r->gen.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Last, released: the watchdog reads the generation, then its deadline.
+  r->gen.store(r->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 // After kSync is set. Waking the watchdog costs a futex call and a thread

@@ -142,10 +142,19 @@ napi_value Vcpu::Run(napi_env rawEnv, napi_value timeoutMs) {
     watch.added = true;
   }
   WatchBegin(&watch, deadline);
+  struct Between {
+    VcpuCore* core;
+    bool on = false;
+    ~Between() {
+      if (on) core->EndBetween();
+    }
+  } between{core_.get()};
   for (;;) {
     bool kicked = false;
-    if (core_->RunOnce(&kicked, false, &watch) >= 0) break;
+    int r = core_->RunOnce(&kicked, false, &watch);
     int err = errno;
+    between.on = r < 0;
+    if (r >= 0) break;
     if (err != EINTR) throw SysError(env, err, "KVM_RUN");
     if (kicked || (deadline != 0 && MonotonicNs() >= deadline)) break;
     int why = watch.reason.exchange(SyncRun::kNone);

@@ -71,13 +71,13 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate, SyncRun* sync) {
   using namespace runbits;
   runner_ = pthread_self();
   // Before kInRun is published: a kicker that sees it sets 1 after this.
-  run()->immediate_exit = immediate ? 1 : 0;
+  SetImmediateExit(immediate);
   uint32_t before = runState_.fetch_or(sync != nullptr ? kInRun | kSync : kInRun, std::memory_order_seq_cst);
   if (sync != nullptr) WatchNotice(sync);
   if (before & kPending) {
     // A kick that came before entry must still end this run (kept for the
     // next real run when this one only completes pending I/O).
-    run()->immediate_exit = 1;
+    SetImmediateExit(true);
     if (!immediate) {
       uint32_t s = runState_.load(std::memory_order_relaxed);
       while (!runState_.compare_exchange_weak(s, (s & ~uint32_t{kPending}) | kKicked, std::memory_order_seq_cst)) {
@@ -90,28 +90,45 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate, SyncRun* sync) {
   do r = ::ioctl(fd_.get(), KVM_RUN, 0);
   while (r < 0 && errno == EAGAIN);
   int err = r < 0 ? errno : 0;
-  // A signal being sent to this run lands before the run ends: this thread
-  // may go on to other system calls, which must not see it.
+  // The run ends only once no kicker or watchdog is between seeing it and
+  // signalling it.
   uint32_t s = runState_.load(std::memory_order_relaxed);
-  for (;;) {
+  for (unsigned spins = 1;; spins++) {
     if (s & (kKicking | kWatching)) {
+      if (spins % 1024 == 0) sched_yield();  // the signaller may wait for this CPU
       std::atomic_signal_fence(std::memory_order_seq_cst);
       s = runState_.load(std::memory_order_relaxed);
       continue;
     }
-    // A kick that landed as the run ended with an exit of its own would be
-    // lost (the caller sees the exit): it ends the next run instead.
-    uint32_t next = (s & kPending) | (r >= 0 && (s & kKicked) ? uint32_t{kPending} : 0u);
+    // A kick that did not end this run (it ended with an exit of its own,
+    // or only completed pending I/O) ends the next one. A sync run that
+    // goes on after EINTR can still be kicked between its KVM_RUNs.
+    uint32_t next = (s & kPending) | ((r >= 0 || immediate) && (s & kKicked) ? uint32_t{kPending} : 0u) |
+                    (sync != nullptr && r < 0 && !(s & kKicked) ? uint32_t{kBetween} : 0u);
     if (runState_.compare_exchange_weak(s, next, std::memory_order_seq_cst)) break;
   }
-  *kicked = r < 0 && (s & kKicked);
+  if (s & kSignalled) {
+    // A signal sent to this run may still be on its way (queued, its
+    // interrupt not yet here): a system call takes it now, so that none
+    // this thread makes later sees it.
+    sigset_t pending;
+    sigpending(&pending);
+  }
+  *kicked = r < 0 && !immediate && (s & kKicked);
   if (r < 0 && err == EINTR) run()->exit_reason = KVM_EXIT_INTR;
   errno = err;
   return r;
 }
 
+void VcpuCore::EndBetween() {
+  // The run returns: a kick that came between its KVM_RUNs is answered by
+  // what it returns (intr, or an error).
+  runState_.fetch_and(~uint32_t{runbits::kBetween | runbits::kPending}, std::memory_order_seq_cst);
+}
+
 bool VcpuCore::Kick() {
   using namespace runbits;
+  int signo = KickSignal();  // before any bit is held: it takes a lock
   // Kickers take turns (and keep Shutdown() from unmapping kvm_run
   // meanwhile); the runner takes no lock.
   std::lock_guard<std::mutex> lock(runMu_);
@@ -123,13 +140,14 @@ bool VcpuCore::Kick() {
       // queue rather than merge, and a run kicked faster than it could take
       // them would spend its time in the handler and never end.
       if (s & kKicked) return true;
-      if (!runState_.compare_exchange_weak(s, s | kKicking | kKicked, std::memory_order_seq_cst)) continue;
-      run()->immediate_exit = 1;  // in case the signal lands just before KVM_RUN
-      pthread_kill(runner_, KickSignal());
-      runState_.fetch_and(~uint32_t{kKicking}, std::memory_order_seq_cst);
-      return true;
+      if (!runState_.compare_exchange_weak(s, s | kKicking | kKicked | kSignalled, std::memory_order_seq_cst)) continue;
+      SetImmediateExit(true);  // in case the signal lands just before KVM_RUN
+      int err = pthread_kill(runner_, signo);
+      // EAGAIN: the user's queue of real-time signals is full; nothing was kicked.
+      runState_.fetch_and(~uint32_t{err == 0 ? kKicking : kKicking | kKicked}, std::memory_order_seq_cst);
+      return err == 0;
     }
-    if (!asyncPending_) return false;
+    if (!asyncPending_ && !(s & kBetween)) return false;
     if (runState_.compare_exchange_weak(s, s | kPending, std::memory_order_seq_cst)) return true;
   }
 }

@@ -29,6 +29,8 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   bool closed() const { return !fd_.valid(); }
   int fd() const { return fd_.get(); }
   kvm_run* run() const { return static_cast<kvm_run*>(run_); }
+  // KVM reads it at entry while kickers write it: an atomic byte store.
+  void SetImmediateExit(bool on) { __atomic_store_n(&run()->immediate_exit, on ? 1 : 0, __ATOMIC_RELAXED); }
   bool busy() const { return busy_; }
   // Whether a run must first check the VM's borrowed slots (Vm keeps it).
   bool checkSlots() const { return checkSlots_; }
@@ -59,6 +61,8 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   static bool CanSpin();
   // Ends the run in flight, from any thread; false when there is none.
   bool Kick();
+  // A sync run that went on after EINTR returns (see runbits::kBetween).
+  void EndBetween();
   // Kicks the vCPU with this handle, if it still exists.
   static bool KickHandle(uint64_t handle);
   // Set when lib's handle (or its VM's) was garbage-collected: nobody

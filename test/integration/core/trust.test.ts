@@ -221,6 +221,39 @@ describe('runs that always end', () => {
     expect(r.stdout.trim()).toBe('true true 20000 0 true');
   });
 
+  it('keeps a kick that lands while pending I/O completes (a snapshot) for the next run', () => {
+    // Each kick that returns true must end a run with intr; one landing in
+    // completePendingIo()'s KVM_RUN used to be dropped.
+    const r = node(`
+      const { Worker } = require('node:worker_threads');
+      const k = require(${lib});
+      const flags = new Int32Array(new SharedArrayBuffer(8)); // stop, intr exits
+      const w = new Worker(${JSON.stringify(`${guestJs}
+        const { parentPort, workerData: flags } = require('node:worker_threads');
+        const v = guest([0xe6, 0x80, 0xeb, 0xfc]); // out 0x80, al; jmp back
+        parentPort.postMessage(v.kickHandle);
+        while (!Atomics.load(flags, 0)) {
+          for (let i = 0; i < 8; i++) v.native.completePendingIo();
+          if (v.run().reason === 'intr') Atomics.add(flags, 1, 1);
+        }
+        parentPort.postMessage('done');`)}, { eval: true, workerData: flags });
+      w.once('message', (handle) => {
+        let kicks = 0, lost = 0;
+        while (kicks < 300 && lost === 0) {
+          const before = Atomics.load(flags, 1);
+          if (!k.kickVcpu(handle)) continue;
+          kicks++;
+          const t = Date.now();
+          while (Atomics.load(flags, 1) === before) if (Date.now() - t > 2000) { lost++; break; }
+          for (let s = Math.random() * 2000; s > 0; s--);
+        }
+        Atomics.store(flags, 0, 1);
+        w.once('message', () => { console.log(kicks, lost); w.terminate(); });
+      });`, 30_000);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('300 0');
+  });
+
   it('ends overlapping sync runs in two threads each at its own deadline, and a run after the watchdog slept', () => {
     // The worker's run begins while the main thread's, with a later
     // deadline, is in flight; then the watchdog idles into its deep sleep
