@@ -145,7 +145,7 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
     if (r->gen.load(std::memory_order_seq_cst) == gen) {
       int none = SyncRun::kNone;
       r->reason.compare_exchange_strong(none, why);
-      __atomic_store_n(&r->run->immediate_exit, 1, __ATOMIC_RELAXED);
+      SetImmediateExit(r->run, true);
       pthread_kill(r->thread.load(std::memory_order_relaxed), signo);
     }
     r->bits->fetch_and(~uint32_t{runbits::kWatching}, std::memory_order_seq_cst);

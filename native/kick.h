@@ -44,6 +44,12 @@ enum : uint32_t {
 };
 }
 
+// KVM reads it at entry while the runner, kickers and the watchdog write
+// it: an atomic byte store.
+inline void SetImmediateExit(kvm_run* run, bool on) {
+  __atomic_store_n(&run->immediate_exit, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 // A vCPU's synchronous runs, as the watchdog sees them. Added to the
 // watchdog once; a run that exits within microseconds takes no lock and
 // wakes no thread.

@@ -71,13 +71,13 @@ int VcpuCore::RunOnce(bool* kicked, bool immediate, SyncRun* sync) {
   using namespace runbits;
   runner_ = pthread_self();
   // Before kInRun is published: a kicker that sees it sets 1 after this.
-  SetImmediateExit(immediate);
+  SetImmediateExit(run(), immediate);
   uint32_t before = runState_.fetch_or(sync != nullptr ? kInRun | kSync : kInRun, std::memory_order_seq_cst);
   if (sync != nullptr) WatchNotice(sync);
   if (before & kPending) {
     // A kick that came before entry must still end this run (kept for the
     // next real run when this one only completes pending I/O).
-    SetImmediateExit(true);
+    SetImmediateExit(run(), true);
     if (!immediate) {
       uint32_t s = runState_.load(std::memory_order_relaxed);
       while (!runState_.compare_exchange_weak(s, (s & ~uint32_t{kPending}) | kKicked, std::memory_order_seq_cst)) {
@@ -141,7 +141,7 @@ bool VcpuCore::Kick() {
       // them would spend its time in the handler and never end.
       if (s & kKicked) return true;
       if (!runState_.compare_exchange_weak(s, s | kKicking | kKicked | kSignalled, std::memory_order_seq_cst)) continue;
-      SetImmediateExit(true);  // in case the signal lands just before KVM_RUN
+      SetImmediateExit(run(), true);  // in case the signal lands just before KVM_RUN
       int err = pthread_kill(runner_, signo);
       // EAGAIN: the user's queue of real-time signals is full; nothing was kicked.
       runState_.fetch_and(~uint32_t{err == 0 ? kKicking : kKicking | kKicked}, std::memory_order_seq_cst);

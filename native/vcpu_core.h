@@ -29,8 +29,6 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   bool closed() const { return !fd_.valid(); }
   int fd() const { return fd_.get(); }
   kvm_run* run() const { return static_cast<kvm_run*>(run_); }
-  // KVM reads it at entry while kickers write it: an atomic byte store.
-  void SetImmediateExit(bool on) { __atomic_store_n(&run()->immediate_exit, on ? 1 : 0, __ATOMIC_RELAXED); }
   bool busy() const { return busy_; }
   // Whether a run must first check the VM's borrowed slots (Vm keeps it).
   bool checkSlots() const { return checkSlots_; }
