@@ -77,7 +77,9 @@ Vm::Vm(Napi::Env env, UniqueFd fd, size_t vcpuMmapSize)
 Vm::~Vm() {
   for (auto& core : vcpus_) core->MarkCollected();
   CloseAll();
-  runTable_->ForEach([this](Vcpu& v) { v.ForgetVm(this); });
+  for (uint32_t slot : vcpuSlots_) {
+    if (Vcpu* v = runTable_->Find(slot)) v->ForgetVm(this);
+  }
 }
 
 int Vm::Fd(const char* syscall) {
@@ -219,7 +221,13 @@ Napi::Value Vm::CreateVcpu(const Args& info) {
                vcpus_.end());
   core->setCheckSlots(borrowedSlots_ > 0);
   vcpus_.push_back(core);
-  return Napi::Number::New(env, runTable_->Add(std::make_unique<Vcpu>(env, std::move(core), id, this)));
+  // Collected vCPUs' slots go too (a reused slot number is harmless: ForgetVm checks the VM).
+  vcpuSlots_.erase(std::remove_if(vcpuSlots_.begin(), vcpuSlots_.end(),
+                                  [this](uint32_t s) { return runTable_->Find(s) == nullptr; }),
+                   vcpuSlots_.end());
+  uint32_t slot = runTable_->Add(std::make_unique<Vcpu>(env, std::move(core), id, this));
+  vcpuSlots_.push_back(slot);
+  return Napi::Number::New(env, slot);
 }
 
 // slots(): the registered slots as the kernel has them, by id.

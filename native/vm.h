@@ -89,6 +89,7 @@ class Vm {
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   napi_env env_;
   std::shared_ptr<Table<Vcpu>> runTable_;  // where its vCPUs are; outlives the environment's data
+  std::vector<uint32_t> vcpuSlots_;        // its vCPUs' slots there, to forget it without a scan of the table
 
   // Eventfds and rings (eventfd.cc, rings.cc).
   void IoEventFd(const Args& info);

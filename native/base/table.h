@@ -79,13 +79,6 @@ class Table {
     free_.push_back(i);
   }
 
-  template <class F>
-  void ForEach(F f) {
-    for (auto& e : entries_) {
-      if (e.object) f(*e.object);
-    }
-  }
-
   // Empties the table at the environment's teardown, in a cleanup hook
   // (references can still be dropped then); `table` is the Table. Hooks
   // run outside any handle scope, and a destructor may make handles.
