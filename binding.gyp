@@ -4,6 +4,7 @@
       "target_name": "node_kvm",
       "sources": [
         "native/base/args.cc",
+        "native/base/buffers.cc",
         "native/base/convert.cc",
         "native/base/errors.cc",
         "native/base/ioctl.cc",

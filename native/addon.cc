@@ -12,6 +12,7 @@
 
 #include "base/addon.h"
 #include "base/args.h"
+#include "base/buffers.h"
 #include "base/convert.h"
 #include "base/errors.h"
 #include "eventfd.h"
@@ -26,6 +27,8 @@
 namespace nodekvm {
 
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+ExternalBuffers& TrackedBuffers(Napi::Env env) { return *Data(env).buffers; }
 
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -451,6 +454,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // (closing their vCPUs' cores and slots), then the vCPUs', then guest
   // memory's, after the cores' own hooks and while references can still
   // be dropped.
+  data.buffers = std::make_unique<ExternalBuffers>();
   data.memoryTable = std::make_shared<Table<Memory>>(env);
   napi_add_env_cleanup_hook(env, &Table<Memory>::TeardownHook, data.memoryTable.get());
   data.runTable = std::make_shared<Table<Vcpu>>(env);
@@ -483,6 +487,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kickVcpu", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), VcpuCore::KickHandle(ReadU64(info[0], "handle")));
   }, "kickVcpu"));
+  exports.Set("clearDetachKeys", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    TrackedBuffers(info.Env()).ClearKeys(info.Env());
+  }, "clearDetachKeys"));
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
   exports.Set("runLayout", RunLayout(env));
   exports.Set("stateLayouts", StateLayouts(env));

@@ -12,6 +12,7 @@
 
 #include "base/addon.h"
 #include "base/args.h"
+#include "base/buffers.h"
 #include "base/errors.h"
 
 namespace nodekvm {
@@ -180,8 +181,7 @@ void Memory::MakeBuffer(Napi::Env env) {
   // The ArrayBuffer keeps its own reference, so the mapping outlives this
   // object for as long as JavaScript can still reach the bytes.
   auto keep = mapping_;
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, data_, size_, [keep](Napi::Env, void*) mutable { keep.reset(); });
+  Napi::ArrayBuffer ab = NewExternalBuffer(env, data_, size_, [keep](Napi::Env, void*) mutable { keep.reset(); });
   buffer_ = Napi::Persistent(Napi::Value(ab));
 }
 
@@ -217,6 +217,9 @@ void Memory::InitBorrowed(const Args& info) {
                             "GuestMemory.allocate() or a WebAssembly.Memory");
   }
   buffer_ = Napi::Persistent(info[1]);
+  // lib/ marks a plain ArrayBuffer untransferable: its detach key must go
+  // before Node's teardown too, should the buffer be external.
+  if (kind_ == Kind::kArrayBuffer) TrackedBuffers(env).Track(info[1].As<Napi::ArrayBuffer>());
   // A view of addon-mapped memory (another GuestMemory's buffer): share
   // the mapping, so that its pages outlive every slot that maps them here.
   mapping_ = FindMapping(data_, size_);
@@ -254,8 +257,8 @@ Napi::Value Memory::View(const Args& info) {
     throw OutOfRangeError(env, "length", "within the memory and <= the largest ArrayBuffer");
   }
   auto keep = mapping_;
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data_ + offset, length,
-                                                [keep](Napi::Env, void*) mutable { keep.reset(); });
+  Napi::ArrayBuffer ab =
+      NewExternalBuffer(env, data_ + offset, length, [keep](Napi::Env, void*) mutable { keep.reset(); });
   if (windows_.size() >= 64) {
     windows_.erase(std::remove_if(windows_.begin(), windows_.end(), [](auto& r) { return r.Value().IsEmpty(); }),
                    windows_.end());
@@ -312,13 +315,10 @@ void Memory::Close(const Args& info) {
   if (kind_ == Kind::kMapped) {
     // Detaching cuts JavaScript off; the pages go when the last holder
     // (a buffer's finalizer, an alias, a slot) drops its reference. (This
-    // buffer is never marked untransferable by node-kvm: on Node 24 a marked
-    // buffer cannot be detached, and V8 would abort.)
-    if (!buffer_.IsEmpty()) buffer_.Value().As<Napi::ArrayBuffer>().Detach();
-    for (auto& w : windows_) {
-      Napi::ArrayBuffer ab = w.Value();
-      if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
-    }
+    // buffer is never marked untransferable by node-kvm; a user's mark is
+    // cleared first: buffers.h.)
+    if (!buffer_.IsEmpty()) DetachBuffer(buffer_.Value().As<Napi::ArrayBuffer>());
+    for (auto& w : windows_) DetachBuffer(w.Value());
     windows_.clear();
     // The address range goes when the buffers' finalizers run, after the
     // event loop turns; the pages go now. No slot maps them (pins is 0), and

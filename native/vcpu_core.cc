@@ -10,6 +10,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "base/buffers.h"
 #include "base/errors.h"
 #include "kick.h"
 
@@ -62,7 +63,7 @@ bool VcpuCore::KickHandle(uint64_t handle) {
 Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   if (runBuffer_.IsEmpty()) {
     // No finalizer work: Shutdown() detaches this buffer before unmapping.
-    runBuffer_ = Napi::Persistent(Napi::ArrayBuffer::New(env, run_, runSize_, [](Napi::Env, void*) {}));
+    runBuffer_ = Napi::Persistent(NewExternalBuffer(env, run_, runSize_, [](Napi::Env, void*) {}));
   }
   return runBuffer_.Value();
 }
@@ -322,8 +323,7 @@ void VcpuCore::Shutdown() {
     tsfn_.reset();
   }
   if (!runBuffer_.IsEmpty()) {
-    Napi::ArrayBuffer ab = runBuffer_.Value();
-    if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    DetachBuffer(runBuffer_.Value());
     runBuffer_.Reset();
   }
   dirtyRing_.map.reset();  // like kvm_run, it holds the vCPU file open

@@ -54,6 +54,8 @@ export interface Binding {
   memory: MemoryFunctions;
   setErrorFactory(f: (errno: number, syscall: string, detail: string) => Error): void;
   setMaxView(bytes: number): void;
+  /** Clears the detach keys of the addon's external buffers (native/base/buffers.h). */
+  clearDetachKeys(): void;
   setKickSignal(signo: number): void;
   kickSignal(): number;
   kickVcpu(handle: bigint): boolean;
@@ -129,6 +131,11 @@ function load(): Binding {
 
 /** @internal */
 export const binding: Binding = load();
+
+// Node 24 tears an environment down by detaching its live external
+// buffers, and aborts on one that markAsUntransferable() keyed
+// (native/base/buffers.h); 'exit' comes first.
+process.once('exit', () => binding.clearDetachKeys());
 
 /** @internal What the addon's vm functions take after the slot, and give. */
 interface VmFunctions {

@@ -109,8 +109,7 @@ export class GuestMemory {
     if (source instanceof ArrayBuffer) {
       if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
       const native = NativeMemory.borrow('arraybuffer', source, new Uint8Array(source));
-      // Addon-mapped pages are pinned by the alias itself; marking that
-      // buffer would make it undetachable (Node 24) for its owner's close().
+      // Addon-mapped pages are pinned by the alias itself: no mark needed.
       if (!native.aliased) markAsUntransferable(source);
       return new GuestMemory(native);
     }

@@ -10,6 +10,7 @@ namespace nodekvm {
 
 template <class T>
 class Table;
+class ExternalBuffers;
 class Memory;
 class Vcpu;
 class Vm;
@@ -20,6 +21,7 @@ struct AddonData {
   std::shared_ptr<Table<Vcpu>> runTable;  // the vCPUs (vcpu.h)
   std::shared_ptr<Table<Vm>> vmTable;     // the VMs (vm.h)
   std::shared_ptr<Table<Memory>> memoryTable;  // guest memory (memory.h)
+  std::unique_ptr<ExternalBuffers> buffers;     // its ArrayBuffers, and kvm_run's (buffers.h)
 };
 
 AddonData& Data(Napi::Env env);

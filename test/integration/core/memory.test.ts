@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { GuestMemory, hvaToHpa } from '../../../lib';
-import { catchError, realModeGuest, runToExit } from '../helpers';
+import { catchError, LIB, realModeGuest, runNode, runToExit } from '../helpers';
 
 // mov ax, 0x1000; mov ds, ax; mov al, [0]; inc al; mov [1], al; hlt  (gpa 0x10000)
 const INC_AT_0x10000 = [0xb8, 0x00, 0x10, 0x8e, 0xd8, 0xa0, 0x00, 0x00, 0xfe, 0xc0, 0xa2, 0x01, 0x00, 0xf4];
@@ -142,6 +142,28 @@ describe('caller-owned guest memory', () => {
     page[0] = 1;
     expect(runToExit(g.vcpu).reason).toBe('hlt');
     expect(page[1]).toBe(2);
+  });
+
+  // Node 24's markAsUntransferable() gives a buffer a detach key, and
+  // Node-API's detach and Node's own teardown of external buffers then
+  // abort the process (they detach without the key).
+  it('closes memory whose buffers the user marked untransferable, and the process exits cleanly', () => {
+    const r = runNode(`
+      const { markAsUntransferable } = require('node:worker_threads');
+      const k = require(${LIB});
+      const m = k.GuestMemory.allocate(1 << 16);
+      const whole = m.buffer, window = m.view(0x1000, 0x1000).buffer;
+      markAsUntransferable(whole); markAsUntransferable(window);
+      m.close();
+      const kept = k.GuestMemory.allocate(1 << 16);
+      markAsUntransferable(kept.buffer);
+      globalThis.alive = [kept, kept.buffer, k.GuestMemory.from(kept.buffer)];
+      console.log('closed', whole.byteLength, window.byteLength, kept.buffer.byteLength);
+    `);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(`closed 0 0 ${1 << 16}`);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
   });
 
   it('refuses a detached ArrayBuffer', () => {
