@@ -39,7 +39,7 @@ bool SpinFor(int64_t ns, Done done) {
 }  // namespace
 
 VcpuCore::VcpuCore(UniqueFd fd, void* run, size_t runSize)
-    : fd_(std::move(fd)), run_(run), runSize_(runSize) {
+    : fd_(std::move(fd)), run_(run), runSize_(runSize), runMapping_(std::make_shared<Mapping>(run, runSize)) {
   syncRun_.bits = &runState_;
   std::lock_guard<std::mutex> lock(gCoresMu);
   handle_ = gNextHandle++;
@@ -62,8 +62,9 @@ bool VcpuCore::KickHandle(uint64_t handle) {
 
 Napi::Value VcpuCore::RunBuffer(Napi::Env env) {
   if (runBuffer_.IsEmpty()) {
-    // No finalizer work: Shutdown() detaches this buffer before unmapping.
-    runBuffer_ = Napi::Persistent(NewExternalBuffer(env, run_, runSize_, [](Napi::Env, void*) {}));
+    auto keep = runMapping_;
+    runBuffer_ = Napi::Persistent(
+        NewExternalBuffer(env, run_, runSize_, [keep](Napi::Env, void*) mutable { keep.reset(); }));
   }
   return runBuffer_.Value();
 }
@@ -322,7 +323,8 @@ void VcpuCore::Shutdown() {
     tsfn_->Release();
     tsfn_.reset();
   }
-  if (!runBuffer_.IsEmpty()) {
+  bool handedOut = !runBuffer_.IsEmpty();
+  if (handedOut) {
     DetachBuffer(runBuffer_.Value());
     runBuffer_.Reset();
   }
@@ -334,8 +336,14 @@ void VcpuCore::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(runMu_);
     if (run_ != nullptr) {
-      // The mapping holds the vCPU file open: unmap it or the VM lives on.
-      ::munmap(run_, runSize_);
+      // The mapping holds the vCPU file open: it must go, or the VM lives
+      // on. Bytes JavaScript took may have escaped detaching: zero pages
+      // take kvm_run's place (should that fail, kvm_run and the VM stay
+      // until the last buffer goes), and the range goes with that buffer.
+      if (handedOut) {
+        (void)::mmap(run_, runSize_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      }
+      runMapping_.reset();
       run_ = nullptr;
     }
   }

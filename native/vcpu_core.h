@@ -118,6 +118,9 @@ class VcpuCore : public std::enable_shared_from_this<VcpuCore> {
   std::mutex runMu_;
 
   size_t runSize_;
+  // kvm_run's range, shared with runBuffer_'s finalizer: a buffer moved
+  // past detaching (ArrayBuffer.prototype.transfer()) keeps it mapped.
+  std::shared_ptr<Mapping> runMapping_;
   uint64_t handle_;
   DirtyRing dirtyRing_;
   Napi::Reference<Napi::ArrayBuffer> runBuffer_;

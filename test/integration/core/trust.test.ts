@@ -99,6 +99,29 @@ describe('no guest access to freed or reused host memory', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('true true 235,254');
   });
+  // An I/O exit's data is a view of kvm_run. transfer() (Node 22+) moves
+  // its bytes to a buffer that closing the vCPU cannot detach; kvm_run was
+  // unmapped under it, and reading it crashed.
+  it.skipIf(!('transfer' in ArrayBuffer.prototype))(
+    "leaves zero pages, not unmapped memory, under kvm_run's bytes moved out with transfer(), and lets the VM go",
+    () => {
+      const r = node(`
+        const k = require(${lib});
+        const g = k.realModeGuest([0xe6, 0x10, 0xf4]); // out 0x10, al; hlt
+        const exit = g.vcpu.run();
+        const moved = exit.data.buffer.transfer();
+        g.close();
+        const u = new Uint8Array(moved);
+        const zeros = u.every((b) => b === 0);
+        u[0] = 7;
+        const vcpuMapped = require('node:fs').readFileSync('/proc/self/maps', 'utf8').includes('kvm-vcpu');
+        console.log(exit.reason, moved.byteLength > 0, zeros, u[0], vcpuMapped);`);
+      expect(r.stderr).toBe('');
+      expect(r.signal).toBeNull();
+      expect(r.stdout.trim()).toBe('io true true 7 false');
+    },
+  );
+
   it('stops a guest before its worker is gone: after terminate() it no longer writes the shared memory', () => {
     // inc word [0x2000]; jmp back: counts forever in memory the main thread keeps.
     const r = node(`
