@@ -102,7 +102,7 @@ Napi::Object Memory::DefineFunctions(Napi::Env env) {
   add("address", &CallBySlot<Memory, Napi::Value, &Memory::GetAddress>);
   add("slotCount", &CallBySlot<Memory, Napi::Value, &Memory::GetPins>);
   add("kind", &CallBySlot<Memory, Napi::Value, &Memory::GetKind>);
-  add("aliased", &CallBySlot<Memory, Napi::Value, &Memory::GetAliased>);
+  add("markable", &CallBySlot<Memory, Napi::Value, &Memory::GetMarkable>);
   add("closed", &CallBySlot<Memory, Napi::Value, &Memory::GetClosed>);
   add("view", &CallBySlot<Memory, Napi::Value, &Memory::View>);
   add("close", &CallBySlot<Memory, void, &Memory::Close>);
@@ -217,12 +217,15 @@ void Memory::InitBorrowed(const Args& info) {
                             "GuestMemory.allocate() or a WebAssembly.Memory");
   }
   buffer_ = Napi::Persistent(info[1]);
-  // lib/ marks a plain ArrayBuffer untransferable: its detach key must go
-  // before Node's teardown too, should the buffer be external.
-  if (kind_ == Kind::kArrayBuffer) TrackedBuffers(env).Track(info[1].As<Napi::ArrayBuffer>());
   // A view of addon-mapped memory (another GuestMemory's buffer): share
   // the mapping, so that its pages outlive every slot that maps them here.
   mapping_ = FindMapping(data_, size_);
+  // lib/ marks the rest of the plain ArrayBuffers untransferable, and
+  // their detach keys must go before Node's teardown (should one be
+  // external): buffers.h. Not a WebAssembly.Memory's: it is never
+  // detachable, and on Node 24 its grow() aborts on a marked one.
+  markable_ = kind_ == Kind::kArrayBuffer && mapping_ == nullptr && IsDetachable(env, info[1]);
+  if (markable_) TrackedBuffers(env).TrackOnce(info[1].As<Napi::ArrayBuffer>());
 }
 
 bool Memory::StillValid(Napi::Env env) const {
@@ -287,9 +290,7 @@ Napi::Value Memory::GetPins(const Args& info) {
   return Napi::Number::New(info.Env(), kind_ == Kind::kMapped && mapping_ ? mapping_->pins.load() : *pins_);
 }
 
-Napi::Value Memory::GetAliased(const Args& info) {
-  return Napi::Boolean::New(info.Env(), kind_ != Kind::kMapped && mapping_ != nullptr);
-}
+Napi::Value Memory::GetMarkable(const Args& info) { return Napi::Boolean::New(info.Env(), markable_); }
 
 Napi::Value Memory::GetKind(const Args& info) {
   static const char* const names[] = {"mapped", "arraybuffer", "shared", "wasm"};

@@ -65,7 +65,7 @@ class Memory {
   Napi::Value GetAddress(const Args& info);
   Napi::Value GetPins(const Args& info);
   Napi::Value GetKind(const Args& info);
-  Napi::Value GetAliased(const Args& info);
+  Napi::Value GetMarkable(const Args& info);
   Napi::Value GetClosed(const Args& info);
   Napi::Value View(const Args& info);
   void Close(const Args& info);
@@ -75,6 +75,7 @@ class Memory {
   size_t size_ = 0;
   size_t byteOffset_ = 0;    // of data_ in the caller's buffer (views)
   bool wasmSource_ = false;  // the source is a WebAssembly.Memory: read its .buffer
+  bool markable_ = false;    // lib/ marks the source untransferable (InitBorrowed)
   std::shared_ptr<int> pins_ = std::make_shared<int>(0);  // slots that map this memory
   bool closed_ = false;
   std::shared_ptr<Mapping> mapping_;     // kMapped: ours; borrowed: the addon mapping it views, if any

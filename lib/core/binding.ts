@@ -457,7 +457,7 @@ interface MemoryFunctions {
   slotCount(memory: number): number;
   kind(memory: number): 'mapped' | 'arraybuffer' | 'shared' | 'wasm';
   closed(memory: number): boolean;
-  aliased(memory: number): boolean;
+  markable(memory: number): boolean;
   view(memory: number, offset: number, length: number): ArrayBuffer;
   close(memory: number): void;
 }
@@ -510,8 +510,8 @@ export class NativeMemory {
   get closed(): boolean {
     return G.closed(this.#slot);
   }
-  get aliased(): boolean {
-    return G.aliased(this.#slot);
+  get markable(): boolean {
+    return G.markable(this.#slot);
   }
   view(offset: number, length: number): ArrayBuffer {
     return G.view(this.#slot, offset, length);

@@ -94,7 +94,8 @@ export class GuestMemory {
    * `SharedArrayBuffer`s usually are; small `ArrayBuffer`s usually are not.
    * A plain `ArrayBuffer` is marked untransferable (`postMessage` and
    * `structuredClone` copy it instead of detaching it), so that it cannot
-   * vanish under KVM. A `WebAssembly.Memory` may grow in place.
+   * vanish under KVM; a `WebAssembly.Memory`'s buffer, which cannot be
+   * detached, is not. A `WebAssembly.Memory` may grow in place.
    */
   static from(source: GuestMemorySource): GuestMemory {
     if (WasmMemoryClass !== undefined && source instanceof WasmMemoryClass) {
@@ -109,8 +110,8 @@ export class GuestMemory {
     if (source instanceof ArrayBuffer) {
       if (source.byteLength === 0) throw invalidArgValue('source', source, 'is empty or detached');
       const native = NativeMemory.borrow('arraybuffer', source, new Uint8Array(source));
-      // Addon-mapped pages are pinned by the alias itself: no mark needed.
-      if (!native.aliased) markAsUntransferable(source);
+      // Not addon-mapped pages (the alias pins them) nor a WebAssembly.Memory's (never detachable).
+      if (native.markable) markAsUntransferable(source);
       return new GuestMemory(native);
     }
     if (ArrayBuffer.isView(source)) {
@@ -120,7 +121,7 @@ export class GuestMemory {
       }
       if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
       const native = NativeMemory.borrow('arraybuffer', source.buffer, view);
-      if (!native.aliased) markAsUntransferable(source.buffer);
+      if (native.markable) markAsUntransferable(source.buffer);
       return new GuestMemory(native, source.byteOffset);
     }
     throw invalidArgType('source', 'an instance of ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or an ArrayBufferView', source);

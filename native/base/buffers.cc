@@ -20,19 +20,48 @@ SetDetachKeyFn SetDetachKey() {
   return fn;
 }
 
+// bool v8::ArrayBuffer::IsDetachable() const
+using IsDetachableFn = bool (*)(napi_value self);
+
+IsDetachableFn IsDetachableCall() {
+  static const auto fn =
+      reinterpret_cast<IsDetachableFn>(dlsym(RTLD_DEFAULT, "_ZNK2v811ArrayBuffer12IsDetachableEv"));
+  return fn;
+}
+
+bool IsArrayBuffer(napi_env env, napi_value v) {
+  bool is = false;
+  return napi_is_arraybuffer(env, v, &is) == napi_ok && is;
+}
+
+// Marks a buffer as listed, so that borrowing it again adds nothing.
+constexpr napi_type_tag kTracked = {0x6e6f64656b766d31ULL, 0x7472616365643a31ULL};
+
 }  // namespace
 
 void ClearDetachKey(napi_env env, napi_value arraybuffer) {
   SetDetachKeyFn fn = SetDetachKey();
   napi_value undefined;
-  if (fn == nullptr || napi_get_undefined(env, &undefined) != napi_ok) return;
+  if (fn == nullptr || !IsArrayBuffer(env, arraybuffer) || napi_get_undefined(env, &undefined) != napi_ok) return;
   fn(arraybuffer, undefined);
+}
+
+bool IsDetachable(napi_env env, napi_value arraybuffer) {
+  IsDetachableFn fn = IsDetachableCall();
+  return fn == nullptr || !IsArrayBuffer(env, arraybuffer) || fn(arraybuffer);
 }
 
 void DetachBuffer(Napi::ArrayBuffer ab) {
   if (ab.IsEmpty() || ab.IsDetached()) return;
   ClearDetachKey(ab.Env(), ab);
   ab.Detach();
+}
+
+void ExternalBuffers::TrackOnce(Napi::ArrayBuffer ab) {
+  bool listed = false;
+  if (napi_check_object_type_tag(ab.Env(), ab, &kTracked, &listed) != napi_ok || listed) return;
+  if (napi_type_tag_object(ab.Env(), ab, &kTracked) != napi_ok) return;
+  Track(ab);
 }
 
 void ExternalBuffers::Track(Napi::ArrayBuffer ab) {

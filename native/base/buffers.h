@@ -17,12 +17,15 @@
 
 namespace nodekvm {
 
-// Every external ArrayBuffer the addon made in an environment, weakly.
-// Node's teardown detaches them before any Node-API cleanup hook runs, so
-// lib/ calls ClearKeys() from the process's 'exit' event.
+// Every external ArrayBuffer the addon made in an environment, and every
+// ArrayBuffer lib/ marked, weakly and each once. Node's teardown detaches
+// them before any Node-API cleanup hook runs, so lib/ calls ClearKeys()
+// from the process's 'exit' event.
 class ExternalBuffers {
  public:
   void Track(Napi::ArrayBuffer ab);
+  // Track(), unless the buffer is listed already (a type tag says so).
+  void TrackOnce(Napi::ArrayBuffer ab);
   void ClearKeys(Napi::Env env);
 
  private:
@@ -44,6 +47,10 @@ Napi::ArrayBuffer NewExternalBuffer(Napi::Env env, void* data, size_t length, Fi
 
 // Makes a buffer detachable again: clears its detach key, if V8's call is there.
 void ClearDetachKey(napi_env env, napi_value arraybuffer);
+
+// Whether a transfer() could detach the buffer (false for a
+// WebAssembly.Memory's); true where V8's call is missing.
+bool IsDetachable(napi_env env, napi_value arraybuffer);
 
 // Detaches `ab` (an ArrayBuffer not yet detached), its detach key cleared first.
 void DetachBuffer(Napi::ArrayBuffer ab);

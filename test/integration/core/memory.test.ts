@@ -166,6 +166,24 @@ describe('caller-owned guest memory', () => {
     expect(r.status).toBe(0);
   });
 
+  // Node 24 gives a marked buffer a detach key, and V8's own detach in
+  // grow() then aborts the process.
+  it("leaves a WebAssembly.Memory's buffer unmarked, so the memory can still grow", () => {
+    const r = runNode(`
+      const k = require(${LIB});
+      const { isMarkedAsUntransferable } = require('node:worker_threads');
+      const wasm = new WebAssembly.Memory({ initial: 2, maximum: 4 });
+      const whole = k.GuestMemory.from(wasm.buffer);
+      const view = k.GuestMemory.from(new Uint8Array(wasm.buffer, 0x10000, 0x10000));
+      const marked = isMarkedAsUntransferable ? isMarkedAsUntransferable(wasm.buffer) : false;
+      whole.close(); view.close();
+      wasm.grow(1);
+      console.log(whole.kind, marked, wasm.buffer.byteLength);`);
+    expect(r.stderr).toBe('');
+    expect(r.signal).toBeNull();
+    expect(r.stdout.trim()).toBe(`arraybuffer false ${3 << 16}`);
+  });
+
   it('refuses a detached ArrayBuffer', () => {
     const gone = new ArrayBuffer(0x1000);
     structuredClone(gone, { transfer: [gone] });
