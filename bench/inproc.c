@@ -63,6 +63,97 @@ static napi_value KvmRun(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// The least any Node binding does for the VM's life, one call per step
+// of exits.c's lifecycle and no checks: lc.memory(size) maps the memory and
+// gives it to JavaScript as an ArrayBuffer (JS writes the hlt byte through
+// it), lc.vm(), lc.slot(vm, buffer), lc.vcpu(vm), lc.sregs(vcpu),
+// lc.regs(vcpu), lc.run(vcpu) (the exit reason), lc.close(vm, vcpu), and
+// lc.free(buffer), which detaches the buffer and unmaps the memory. One
+// vCPU at a time.
+static struct kvm_run *lcRun_;
+static int lcRunSize_, lcKvm_ = -1;
+static int32_t arg_int(napi_env env, napi_callback_info info, size_t i) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t v = -1;
+  napi_get_value_int32(env, argv[i], &v);
+  return v;
+}
+static napi_value int_value(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+static void *arraybuffer_arg(napi_env env, napi_callback_info info, size_t i, napi_value *ab, size_t *len) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  *ab = argv[i];
+  napi_get_arraybuffer_info(env, argv[i], &data, len);
+  return data;
+}
+static void lc_no_finalize(napi_env env, void *data, void *hint) { (void)env, (void)data, (void)hint; }
+static napi_value LcMemory(napi_env env, napi_callback_info info) {
+  size_t size = (size_t)arg_int(env, info, 0);
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  napi_value ab;
+  napi_create_external_arraybuffer(env, mem, size, lc_no_finalize, NULL, &ab);
+  return ab;
+}
+static napi_value LcVm(napi_env env, napi_callback_info info) {
+  (void)info;
+  if (lcKvm_ < 0) {
+    lcKvm_ = open_kvm();
+    lcRunSize_ = xioctl(lcKvm_, KVM_GET_VCPU_MMAP_SIZE, NULL);
+  }
+  return int_value(env, xioctl(lcKvm_, KVM_CREATE_VM, NULL));
+}
+static napi_value LcSlot(napi_env env, napi_callback_info info) {
+  napi_value ab;
+  size_t len;
+  void *mem = arraybuffer_arg(env, info, 1, &ab, &len);
+  struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = len,
+                                          .userspace_addr = (unsigned long)mem};
+  if (xioctl(arg_int(env, info, 0), KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  return NULL;
+}
+static napi_value LcVcpu(napi_env env, napi_callback_info info) {
+  int vcpu = xioctl(arg_int(env, info, 0), KVM_CREATE_VCPU, NULL);
+  if (vcpu < 0) die("KVM_CREATE_VCPU");
+  lcRun_ = mmap(NULL, lcRunSize_, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+  if (lcRun_ == MAP_FAILED) die("mmap kvm_run");
+  return int_value(env, vcpu);
+}
+static napi_value LcSregs(napi_env env, napi_callback_info info) {
+  real_mode_sregs(arg_int(env, info, 0));
+  return NULL;
+}
+static napi_value LcRegs(napi_env env, napi_callback_info info) {
+  real_mode_regs(arg_int(env, info, 0), 0);
+  return NULL;
+}
+static napi_value LcRunOnce(napi_env env, napi_callback_info info) {
+  if (xioctl(arg_int(env, info, 0), KVM_RUN, NULL) < 0) die("KVM_RUN");
+  return int_value(env, (int32_t)lcRun_->exit_reason);
+}
+static napi_value LcClose(napi_env env, napi_callback_info info) {
+  munmap(lcRun_, lcRunSize_);
+  close(arg_int(env, info, 1));
+  close(arg_int(env, info, 0));
+  return NULL;
+}
+static napi_value LcFree(napi_env env, napi_callback_info info) {
+  napi_value ab;
+  size_t len;
+  void *mem = arraybuffer_arg(env, info, 0, &ab, &len);
+  napi_detach_arraybuffer(env, ab);
+  munmap(mem, len);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "io", NAPI_AUTO_LENGTH, Run, (void *)1, &fn);
@@ -75,5 +166,16 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "kvmRun", fn);
   napi_create_function(env, "gap", NAPI_AUTO_LENGTH, Gap, NULL, &fn);
   napi_set_named_property(env, exports, "gap", fn);
+  napi_value lc;
+  napi_create_object(env, &lc);
+  static const struct { const char *name; napi_callback cb; } kLc[] = {
+      {"memory", LcMemory}, {"vm", LcVm},         {"slot", LcSlot},   {"vcpu", LcVcpu}, {"sregs", LcSregs},
+      {"regs", LcRegs},     {"run", LcRunOnce}, {"close", LcClose}, {"free", LcFree},
+  };
+  for (size_t i = 0; i < sizeof kLc / sizeof kLc[0]; i++) {
+    napi_create_function(env, kLc[i].name, NAPI_AUTO_LENGTH, kLc[i].cb, NULL, &fn);
+    napi_set_named_property(env, lc, kLc[i].name, fn);
+  }
+  napi_set_named_property(env, exports, "lc", lc);
   return exports;
 }

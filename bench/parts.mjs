@@ -3,8 +3,9 @@
 // ways, in interleaved rounds: the C program; the same C inside this Node
 // process (a Node-API module, bench/inproc.c); node-kvm's native layer
 // called directly (no TypeScript); and the public API, as `npm run bench`
-// runs it. The exits have a fifth: the least any Node binding does per exit
-// (a plain Node-API call and one exit object). Needs a usable /dev/kvm here
+// runs it. Each has a fifth: the least any Node binding does (per exit, a
+// plain Node-API call and one exit object; per VM life, one plain call per
+// step and the memory as an ArrayBuffer). Needs a usable /dev/kvm here
 // (no sandbox) and Node's headers, as the addon does.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -124,6 +125,41 @@ function floorExits(kind, n) {
   });
 }
 
+// The least any binding does for the VM's life (bench/inproc.c's lc): one
+// plain Node-API call per step, no checks and no objects, and the memory
+// as an ArrayBuffer that JavaScript writes the hlt byte through.
+function floorLifecycles(n, steps) {
+  const { lc } = inproc;
+  const step = stepper(steps);
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    step(-1);
+    const memory = lc.memory(1 << 20);
+    step(0);
+    new Uint8Array(memory, 0x1000, 1)[0] = 0xf4; // hlt
+    step(1);
+    const vm = lc.vm();
+    step(2);
+    lc.slot(vm, memory);
+    step(3);
+    const vcpu = lc.vcpu(vm);
+    step(4);
+    lc.sregs(vcpu);
+    step(5);
+    lc.regs(vcpu);
+    step(6);
+    let reason = lc.run(vcpu);
+    while (reason === 10) reason = lc.run(vcpu); // KVM_EXIT_INTR
+    if (reason !== 5) throw new Error('floor lifecycle: no hlt exit');
+    step(7);
+    lc.close(vm, vcpu);
+    step(8);
+    lc.free(memory);
+    step(9);
+  }
+  return usSince(t0) / n;
+}
+
 // The lifecycle through the native objects, with the ioctls of exits.c
 // (and its steps, as lifecycles() in exits.mjs).
 function nativeLifecycles(n, steps) {
@@ -188,7 +224,7 @@ const figures = [
   {
     name: 'create VM + 1 MiB slot + vCPU, run to HLT, close',
     n: 60,
-    ways: { c: cProgram('exits', 'lifecycle'), inNode: (n) => inproc.lifecycle(n), native: nativeLifecycles, api: lifecycles },
+    ways: { c: cProgram('exits', 'lifecycle'), inNode: (n) => inproc.lifecycle(n), floor: floorLifecycles, native: nativeLifecycles, api: lifecycles },
   },
 ];
 
@@ -219,13 +255,14 @@ for (const { name, n, ways } of figures) {
   console.log(`  in all (API / C):                          ${ratio('api', 'c')}`);
   // The C program's user time is its own process's: not counted here.
   const perOp = (w) => (user[w] / (ROUNDS * n)).toFixed(2);
-  console.log(`  user CPU time of ${CPU_SOURCE}, µs per operation: C inside Node ${perOp('inNode')} | native layer ${perOp('native')} | API ${perOp('api')}`);
+  const floorCpu = rounds.floor ? ` | floor ${perOp('floor')}` : '';
+  console.log(`  user CPU time of ${CPU_SOURCE}, µs per operation: C inside Node ${perOp('inNode')}${floorCpu} | native layer ${perOp('native')} | API ${perOp('api')}`);
 }
 
-// The VM's life step by step, the three ways that share a process: where
+// The VM's life step by step, the four ways that share a process: where
 // each layer's time goes (step k is exits.c's STEP(k)).
 const STEPS = ['memory', 'hlt byte', 'KVM_CREATE_VM', 'slot', 'vCPU', 'sregs', 'regs', 'KVM_RUN', 'close VM', 'close memory'];
-const stepWays = { inNode: (n, acc) => inproc.lifecycle(n, acc), native: nativeLifecycles, api: lifecycles };
+const stepWays = { inNode: (n, acc) => inproc.lifecycle(n, acc), floor: floorLifecycles, native: nativeLifecycles, api: lifecycles };
 const acc = Object.fromEntries(Object.keys(stepWays).map((w) => [w, new Float64Array(STEPS.length)]));
 const STEP_N = 40;
 for (let r = 0; r < ROUNDS; r++) {
@@ -237,7 +274,12 @@ for (let r = 0; r < ROUNDS; r++) {
 const per = (w, k) => acc[w][k] / (ROUNDS * STEP_N);
 const cell = (x) => x.toFixed(1).padStart(8);
 console.log(`the VM's life step by step (µs per step, means of ${ROUNDS} interleaved rounds of ${STEP_N})`);
-console.log(`  ${'step'.padEnd(14)}${'C in Node'.padStart(10)}${'native'.padStart(8)}${'API'.padStart(8)}${'native−C'.padStart(10)}${'API−native'.padStart(11)}`);
+console.log(`  ${'step'.padEnd(14)}${'C in Node'.padStart(10)}${'floor'.padStart(8)}${'native'.padStart(8)}${'API'.padStart(8)}${'floor−C'.padStart(9)}${'API−floor'.padStart(10)}${'API−native'.padStart(11)}`);
 for (let k = 0; k < STEPS.length; k++) {
-  console.log(`  ${STEPS[k].padEnd(14)}  ${cell(per('inNode', k))}${cell(per('native', k))}${cell(per('api', k))}${cell(per('native', k) - per('inNode', k))}  ${cell(per('api', k) - per('native', k))}`);
+  const [c, f, nat, api] = ['inNode', 'floor', 'native', 'api'].map((w) => per(w, k));
+  console.log(`  ${STEPS[k].padEnd(14)}  ${cell(c)}${cell(f)}${cell(nat)}${cell(api)}${cell(f - c)}  ${cell(api - f)}   ${cell(api - nat)}`);
 }
+const total = (w) => STEPS.reduce((t, _, k) => t + per(w, k), 0);
+const [tc, tf, tn, ta] = ['inNode', 'floor', 'native', 'api'].map(total);
+console.log(`  ${'all steps'.padEnd(14)}  ${cell(tc)}${cell(tf)}${cell(tn)}${cell(ta)}${cell(tf - tc)}  ${cell(ta - tf)}   ${cell(ta - tn)}`);
+console.log(`  ratios of the sums: floor / C inside Node ${(tf / tc).toFixed(3)}, API / floor ${(ta / tf).toFixed(3)}, API / C inside Node ${(ta / tc).toFixed(3)}`);
