@@ -206,7 +206,7 @@ export function parseTrace(lines: string[]): MmuEvent[] {
   const out: MmuEvent[] = [];
   for (const line of lines) {
     const m = LINE.exec(line);
-    const format = m && FORMATS[m[2]!];
+    const format = m && Object.hasOwn(FORMATS, m[2]!) ? FORMATS[m[2]!] : undefined;
     const d = format && format[0].exec(m[3]!);
     if (!m || !format || !d) continue;
     const fields: Record<string, string> = {};
@@ -270,7 +270,8 @@ function validateEvent(value: unknown, i: number): void {
   const e = validateObject(value, `events[${i}]`);
   const name = validateString(e.event, `events[${i}].event`);
   const fields = validateObject(e.fields, `events[${i}].fields`);
-  for (const [field, form] of NEEDS[name] ?? []) {
+  // Own keys only: an event named "toString" needs nothing.
+  for (const [field, form] of Object.hasOwn(NEEDS, name) ? NEEDS[name]! : []) {
     const v = fields[field];
     if (typeof v !== 'string' || !form.test(v)) {
       throw invalidArgValue(`events[${i}].fields.${field}`, v, `must be ${form === HEX ? 'hexadecimal' : 'decimal'} digits, as parseTrace() gives it`);

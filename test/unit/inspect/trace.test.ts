@@ -99,9 +99,20 @@ describe('tracing input from anywhere', () => {
   const typed = (e: unknown) =>
     e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^(ERR_|E[A-Z]+$)/.test((e as unknown as { code: string }).code);
 
+  it('takes an event named after an Object.prototype member as one it does not know', () => {
+    for (const event of ['toString', 'constructor', 'hasOwnProperty']) {
+      expect(rebuildMmuTree([{ event, pid: 1, fields: {} }], 'ept').mmu).toBeDefined();
+    }
+    expect(parseTrace([' qemu-1 [000] ....: 1.0: kvm_toString: gfn 1'])).toEqual([]);
+  });
+
   it('answers any junk given to parseTrace and rebuildMmuTree with a result or a typed error', () => {
     const event = fc.record({
-      event: fc.oneof(fc.constantFrom('kvm_tdp_mmu_spte_changed', 'kvm_mmu_set_spte', 'kvm_mmu_get_page'), fc.anything()),
+      // Object.prototype's names too: an event named "toString" once found an inherited function.
+      event: fc.oneof(
+        fc.constantFrom('kvm_tdp_mmu_spte_changed', 'kvm_mmu_set_spte', 'kvm_mmu_get_page', 'toString', '__proto__', 'constructor'),
+        fc.anything(),
+      ),
       pid: fc.anything(),
       fields: fc.oneof(fc.dictionary(fc.constantFrom('gfn', 'level', 'new_spte', 'spte', 'at', 'direct'), fc.oneof(fc.stringMatching(/^[0-9a-f]{1,12}$/), fc.string(), fc.anything())), fc.anything()),
     });
