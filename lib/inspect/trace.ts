@@ -206,9 +206,10 @@ export function parseTrace(lines: string[]): MmuEvent[] {
   const out: MmuEvent[] = [];
   for (const line of lines) {
     const m = LINE.exec(line);
-    const format = m && Object.hasOwn(FORMATS, m[2]!) ? FORMATS[m[2]!] : undefined;
-    const d = format && format[0].exec(m[3]!);
-    if (!m || !format || !d) continue;
+    if (m === null || !Object.hasOwn(FORMATS, m[2]!)) continue;
+    const format = FORMATS[m[2]!]!;
+    const d = format[0].exec(m[3]!);
+    if (!d) continue;
     const fields: Record<string, string> = {};
     format[1].forEach((name, i) => {
       fields[name] = (d[i + 1] ?? '').trim();
