@@ -32,6 +32,26 @@ export interface WasmMemory {
 /** What {@link GuestMemory.from} accepts. */
 export type GuestMemorySource = ArrayBuffer | SharedArrayBuffer | WasmMemory | ArrayBufferView;
 
+const getter = (proto: object, name: string) => Object.getOwnPropertyDescriptor(proto, name)!.get!;
+const TYPED = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const VIEW_GETTERS = ['buffer', 'byteOffset', 'byteLength'].map((n) => [getter(TYPED, n), getter(DataView.prototype, n)] as const);
+
+/** A view's buffer, offset and length as its internal slots hold them (ArrayBuffer.isView already holds). */
+function viewParts(v: ArrayBufferView): { buffer: ArrayBuffer | SharedArrayBuffer; byteOffset: number; byteLength: number } {
+  const dataView = !(v instanceof Uint8Array) && isDataView(v);
+  const [buffer, byteOffset, byteLength] = VIEW_GETTERS.map(([ta, dv]) => (dataView ? dv : ta).call(v) as unknown);
+  return { buffer: buffer as ArrayBuffer | SharedArrayBuffer, byteOffset: byteOffset as number, byteLength: byteLength as number };
+}
+
+function isDataView(v: ArrayBufferView): boolean {
+  try {
+    VIEW_GETTERS[0]![1].call(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const WasmMemoryClass = (globalThis as unknown as { WebAssembly?: { Memory: new (...a: never[]) => WasmMemory } })
   .WebAssembly?.Memory;
 
@@ -115,14 +135,17 @@ export class GuestMemory {
       return new GuestMemory(native);
     }
     if (ArrayBuffer.isView(source)) {
-      const view = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-      if (source.buffer instanceof SharedArrayBuffer) {
-        return new GuestMemory(NativeMemory.borrow('shared', source.buffer, view), source.byteOffset);
+      // Read once, through the intrinsic getters: an own `buffer` getter
+      // on the view could name one buffer for the bytes and another for the kind.
+      const { buffer, byteOffset, byteLength } = viewParts(source);
+      const view = new Uint8Array(buffer, byteOffset, byteLength);
+      if (buffer instanceof SharedArrayBuffer) {
+        return new GuestMemory(NativeMemory.borrow('shared', buffer, view), byteOffset);
       }
-      if (source.buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
-      const native = NativeMemory.borrow('arraybuffer', source.buffer, view);
-      if (native.markable) markAsUntransferable(source.buffer);
-      return new GuestMemory(native, source.byteOffset);
+      if (buffer.byteLength === 0) throw invalidArgValue('source', source, 'is a view of an empty or detached buffer');
+      const native = NativeMemory.borrow('arraybuffer', buffer, view);
+      if (native.markable) markAsUntransferable(buffer);
+      return new GuestMemory(native, byteOffset);
     }
     throw invalidArgType('source', 'an instance of ArrayBuffer, SharedArrayBuffer, WebAssembly.Memory or an ArrayBufferView', source);
   }

@@ -184,6 +184,21 @@ describe('caller-owned guest memory', () => {
     expect(r.stdout.trim()).toBe(`arraybuffer false ${3 << 16}`);
   });
 
+  // An own `buffer` getter once named the ArrayBuffer for the bytes and a
+  // SharedArrayBuffer for the kind: never checked before a run, never
+  // marked, so the bytes could be moved out and freed under KVM.
+  it("takes a view's buffer from the view itself, not from a getter the caller put on it", () => {
+    const { page } = pageAlignedArrayBuffer();
+    const real = page.buffer;
+    let reads = 0;
+    Object.defineProperty(page, 'buffer', { get: () => (reads++ === 0 ? real : new SharedArrayBuffer(8)) });
+    using mem = GuestMemory.from(page);
+    expect(mem.kind).toBe('arraybuffer');
+    expect(reads).toBe(0);
+    const { isMarkedAsUntransferable } = require('node:worker_threads') as { isMarkedAsUntransferable?: (o: object) => boolean };
+    if (isMarkedAsUntransferable) expect(isMarkedAsUntransferable(real)).toBe(true);
+  });
+
   it('refuses a detached ArrayBuffer', () => {
     const gone = new ArrayBuffer(0x1000);
     structuredClone(gone, { transfer: [gone] });
