@@ -475,6 +475,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_value noop;
   NAPI_THROW_IF_FAILED(env, napi_run_script(env, Napi::String::New(env, "(function noop() {})"), &noop), exports);
   data.noop = Napi::Persistent(Napi::Function(env, noop));
+  // A run checks a wasm slot's buffer through the builtin getter: a getter
+  // of the caller's own could run JavaScript (a runAsync(), a close())
+  // in the middle of the run's checks.
+  napi_value wasmBuffer;
+  NAPI_THROW_IF_FAILED(
+      env,
+      napi_run_script(env,
+                      Napi::String::New(env, "Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer').get"),
+                      &wasmBuffer),
+      exports);
+  data.wasmBuffer = Napi::Persistent(Napi::Function(env, wasmBuffer));
   exports.Set("setKickSignal", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     SetKickSignal(info.Env(), static_cast<int>(ReadInt(info[0], "signal", 1, 64)));
   }, "setKickSignal"));

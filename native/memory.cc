@@ -237,13 +237,12 @@ bool Memory::StillValid(Napi::Env env) const {
   } else if (kind_ == Kind::kWasm) {
     // grow() detaches the old buffer; the memory is still good if the new
     // one starts at the same address.
-    Napi::Value current = source.As<Napi::Object>().Get("buffer");
+    Napi::Value current = Data(env).wasmBuffer.Call(source, {});
     if (!current.IsArrayBuffer()) return false;
     ab = current.As<Napi::ArrayBuffer>();
   } else {
     return true;
   }
-  (void)env;
   return !ab.IsDetached() && static_cast<uint8_t*>(ab.Data()) + byteOffset_ == data_ &&
          ab.ByteLength() >= byteOffset_ + size_;
 }
@@ -273,7 +272,7 @@ Napi::Value Memory::View(const Args& info) {
 Napi::Value Memory::GetBuffer(const Args& info) {
   if (!closed_ && buffer_.IsEmpty() && kind_ == Kind::kMapped) MakeBuffer(info.Env());
   if (closed_ || buffer_.IsEmpty()) return info.Env().Undefined();
-  if (wasmSource_) return buffer_.Value().As<Napi::Object>().Get("buffer");
+  if (wasmSource_) return Data(info.Env()).wasmBuffer.Call(buffer_.Value(), {});
   return buffer_.Value();
 }
 

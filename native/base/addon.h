@@ -18,6 +18,7 @@ class Vm;
 struct AddonData {
   Napi::FunctionReference errorFactory;  // set by lib/core/errors.ts
   Napi::FunctionReference noop;  // called to learn whether JS can still run
+  Napi::FunctionReference wasmBuffer;  // WebAssembly.Memory.prototype's `buffer` getter, taken at load
   std::shared_ptr<Table<Vcpu>> runTable;  // the vCPUs (vcpu.h)
   std::shared_ptr<Table<Vm>> vmTable;     // the VMs (vm.h)
   std::shared_ptr<Table<Memory>> memoryTable;  // guest memory (memory.h)

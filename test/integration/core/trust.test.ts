@@ -186,6 +186,29 @@ describe('no guest access to freed or reused host memory', () => {
 });
 
 describe('runs that always end', () => {
+  // The run's check of a wasm slot once read `buffer` as a property: the
+  // caller's own getter then ran mid-run, and a runAsync() started there
+  // put two threads into KVM_RUN on one vCPU, hung for good.
+  it("checks a WebAssembly.Memory slot through the builtin getter, never the caller's own", () => {
+    const r = node(`
+      const k = require(${lib});
+      const wm = new WebAssembly.Memory({ initial: 1 });
+      const real = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer').get;
+      let calls = 0, vcpu;
+      Object.defineProperty(wm, 'buffer', { get() { if (vcpu) { calls++; vcpu.runAsync({ timeoutMs: 100 }).catch(() => {}); } return real.call(this); } });
+      const vm = k.Kvm.open().createVm();
+      new Uint8Array(real.call(wm)).set([0xeb, 0xfe], 0x1000); // jmp $
+      vm.addSlot({ guestPhysAddr: 0, memory: k.GuestMemory.from(wm) });
+      vcpu = vm.createVcpu();
+      vcpu.setSregs({ cs: { base: 0n, selector: 0 } });
+      vcpu.setRegs({ rip: 0x1000n, rflags: 2n });
+      console.log(vcpu.run({ timeoutMs: 100 }).reason, calls);
+      vm.close();`, 20_000);
+    expect(r.stderr).toBe('');
+    expect(r.signal).toBeNull();
+    expect(r.stdout.trim()).toBe('intr 0');
+  });
+
   it('ends a sync run of a spinning guest at its timeout with an intr exit, and it can go on', () => {
     using g = realModeGuest(SPIN);
     const t = Date.now();
