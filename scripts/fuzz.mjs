@@ -482,7 +482,7 @@ async function child() {
     ['probeKvm', null, () => (r.chance(0.3) ? [] : [maybe(() => r.pick(['/dev/kvm', '/nonexistent', '/dev/kvm\0x']))]), { holder: () => L, member: 'probeKvm', weight: 0.05 }],
     ['describeKvm', null, () => [maybe(() => ({ usable: true, vendorModule: 'kvm_pvm', tdp: false, tdpMmu: false, kernel: '6', hwBreakpoints: true, swBreakpoints: false, mmuTrace: false }))], { holder: () => L, member: 'describeKvm' }],
   ];
-  const L_OFF = (k) => lib.decodeExit && require(join(dist, 'binding.js')).binding.runLayout[k];
+  const L_OFF = (k) => lib.decodeExit && require(join(dist, 'core/binding.js')).binding.runLayout[k];
 
   class SkipCall extends Error {}
   const counts = { calls: 0, ok: 0, typed: 0, untyped: 0 };
